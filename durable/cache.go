@@ -1,0 +1,83 @@
+package durable
+
+import (
+	"container/list"
+	"sync"
+)
+
+// runCache keeps live runs between workflow tasks, least recently used
+// first out. A run is taken out while a task works on it, so that at most one
+// task uses it. An evicted run's coroutines are unwound: a waiting run that
+// is not cached holds no goroutine, and replays from history when its next
+// task comes.
+type runCache struct {
+	mu    sync.Mutex
+	size  int
+	ll    *list.List
+	items map[string]*list.Element
+}
+
+func newRunCache(size int) *runCache {
+	return &runCache{size: size, ll: list.New(), items: map[string]*list.Element{}}
+}
+
+// take removes and returns the cached run, or nil.
+func (c *runCache) take(runID string) *runState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[runID]
+	if !ok {
+		return nil
+	}
+	c.ll.Remove(el)
+	delete(c.items, runID)
+	return el.Value.(*runState)
+}
+
+// put caches a run, evicting the least recently used beyond the size.
+func (c *runCache) put(rs *runState) {
+	if c.size <= 0 {
+		rs.close()
+		return
+	}
+	var evicted []*runState
+	c.mu.Lock()
+	if el, ok := c.items[rs.info.RunID]; ok {
+		c.ll.Remove(el)
+		evicted = append(evicted, el.Value.(*runState))
+	}
+	c.items[rs.info.RunID] = c.ll.PushFront(rs)
+	for c.ll.Len() > c.size {
+		el := c.ll.Back()
+		c.ll.Remove(el)
+		old := el.Value.(*runState)
+		delete(c.items, old.info.RunID)
+		evicted = append(evicted, old)
+	}
+	c.mu.Unlock()
+	for _, old := range evicted {
+		old.close()
+	}
+}
+
+// len returns the number of cached runs.
+func (c *runCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ll.Len()
+}
+
+// purge evicts every run.
+func (c *runCache) purge() {
+	c.mu.Lock()
+	var all []*runState
+	for _, el := range c.items {
+		all = append(all, el.Value.(*runState))
+	}
+	c.items = map[string]*list.Element{}
+	c.ll.Init()
+	c.mu.Unlock()
+	for _, rs := range all {
+		rs.close()
+	}
+}

@@ -1,0 +1,96 @@
+package durable
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Event types. Commands are decided by workflow code; inputs happen to a run
+// and reach it through its inbox.
+const (
+	// Inputs.
+	EventWorkflowStarted   = "WorkflowStarted"
+	EventActivityCompleted = "ActivityCompleted"
+	EventActivityFailed    = "ActivityFailed"
+	EventTimerFired        = "TimerFired"
+	EventSignalReceived    = "SignalReceived"
+	EventCancelRequested   = "CancelRequested"
+
+	// Commands.
+	EventActivityScheduled       = "ActivityScheduled"
+	EventActivityCancelRequested = "ActivityCancelRequested"
+	EventTimerStarted            = "TimerStarted"
+	EventTimerCanceled           = "TimerCanceled"
+	EventMarkerRecorded          = "MarkerRecorded"
+	EventWorkflowCompleted       = "WorkflowCompleted"
+	EventWorkflowFailed          = "WorkflowFailed"
+	EventWorkflowCanceled        = "WorkflowCanceled"
+
+	// Written by the client, outside any workflow task.
+	EventWorkflowTerminated = "WorkflowTerminated"
+)
+
+// isCommand reports whether an event type is a command.
+func isCommand(typ string) bool {
+	switch typ {
+	case EventActivityScheduled, EventActivityCancelRequested, EventTimerStarted,
+		EventTimerCanceled, EventMarkerRecorded, EventWorkflowCompleted,
+		EventWorkflowFailed, EventWorkflowCanceled:
+		return true
+	}
+	return false
+}
+
+// eventData is the JSON body of every event; each type uses a subset.
+type eventData struct {
+	Seq        int64           `json:"seq,omitempty"`
+	Target     int64           `json:"target,omitempty"` // seq a cancel refers to
+	Name       string          `json:"name,omitempty"`   // workflow, activity, signal or marker name
+	WorkflowID string          `json:"workflow_id,omitempty"`
+	TaskQueue  string          `json:"task_queue,omitempty"`
+	Input      json.RawMessage `json:"input,omitempty"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	Failure    *failure        `json:"failure,omitempty"`
+	Duration   time.Duration   `json:"duration,omitempty"`
+	FireAt     *time.Time      `json:"fire_at,omitempty"`
+	Attempt    int             `json:"attempt,omitempty"`
+	Reason     string          `json:"reason,omitempty"`
+}
+
+func mustMarshal(d *eventData) []byte {
+	b, err := json.Marshal(d)
+	if err != nil {
+		// eventData holds only JSON-safe fields; RawMessages were produced
+		// by json.Marshal.
+		panic(fmt.Sprintf("durable: marshal event: %v", err))
+	}
+	return b
+}
+
+func unmarshalEvent(b []byte) (*eventData, error) {
+	d := &eventData{}
+	if err := json.Unmarshal(b, d); err != nil {
+		return nil, fmt.Errorf("durable: decode event: %w", err)
+	}
+	return d, nil
+}
+
+// commandSig describes a command for matching and error messages.
+func commandSig(typ string, d *eventData) string {
+	s := typ
+	if d.Name != "" {
+		s += "(" + d.Name
+		if len(d.Input) > 0 && typ == EventActivityScheduled {
+			sum := sha256.Sum256(d.Input)
+			s += ", input sha256:" + hex.EncodeToString(sum[:4])
+		}
+		s += ")"
+	}
+	if d.Target != 0 {
+		s += fmt.Sprintf("(target %d)", d.Target)
+	}
+	return s
+}

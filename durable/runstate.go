@@ -1,0 +1,369 @@
+package durable
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/keelhq/keel/durable/store"
+)
+
+// recordedCommand is a command found in history during replay.
+type recordedCommand struct {
+	typ     string
+	data    *eventData
+	matched bool
+}
+
+// runState is a run's live workflow execution: its coroutines and what they
+// wait for. It is owned by one workflow task at a time and kept in the cache
+// between tasks.
+type runState struct {
+	e    *Engine
+	info WorkflowInfo
+	def  *workflowDef
+	d    *dispatcher
+	ctx  *wfContext
+
+	historyLen   int64 // events applied, including this task's new ones
+	historyBytes int64
+	seq          int64     // last command sequence number issued
+	now          time.Time // workflow time: the time of the input being applied
+
+	replaying bool
+	recorded  map[int64]*recordedCommand
+
+	// Output of the current workflow task.
+	newEvents        []store.Event
+	activities       []store.ActivityTask
+	timers           []store.Timer
+	cancelTimers     []int64
+	cancelActivities []int64
+	closeRun         *store.CloseRun
+
+	pendingActivities map[int64]func(result []byte, f *failure, attempt int)
+	pendingTimers     map[int64]func(err error)
+	signals           map[string][][]byte
+	cancelRequested   bool
+	warned            bool
+}
+
+func newRunState(e *Engine, def *workflowDef, run store.Run) *runState {
+	rs := &runState{
+		e: e,
+		info: WorkflowInfo{
+			WorkflowID:   run.WorkflowID,
+			RunID:        run.RunID,
+			WorkflowType: run.WorkflowType,
+			TaskQueue:    run.TaskQueue,
+		},
+		def:               def,
+		d:                 newDispatcher(),
+		pendingActivities: map[int64]func([]byte, *failure, int){},
+		pendingTimers:     map[int64]func(error){},
+		signals:           map[string][][]byte{},
+	}
+	rs.ctx = &wfContext{rs: rs, log: slog.New(&replayHandler{rs: rs, h: e.logger.Handler()}).With(
+		"workflow_id", run.WorkflowID, "run_id", run.RunID, "workflow_type", run.WorkflowType)}
+	return rs
+}
+
+// close unwinds the run's coroutines.
+func (rs *runState) close() { rs.d.close() }
+
+// resetOutput clears the current task's output after a commit.
+func (rs *runState) resetOutput() {
+	rs.newEvents = nil
+	rs.activities = nil
+	rs.timers = nil
+	rs.cancelTimers = nil
+	rs.cancelActivities = nil
+}
+
+// appendEvent adds an event to this task's output.
+func (rs *runState) appendEvent(typ string, data []byte, t time.Time) store.Event {
+	rs.historyLen++
+	rs.historyBytes += int64(len(data))
+	ev := store.Event{ID: rs.historyLen, Type: typ, Time: t, Data: data}
+	rs.newEvents = append(rs.newEvents, ev)
+	return ev
+}
+
+// command issues a command. Live, it is appended to history. In replay it is
+// matched against the command recorded at the same sequence number, whose
+// data is returned (so a side effect reads its recorded value).
+func (rs *runState) command(typ string, d *eventData) (*eventData, error) {
+	rs.seq++
+	d.Seq = rs.seq
+	if rs.replaying {
+		rec, ok := rs.recorded[d.Seq]
+		if !ok {
+			return nil, &NonDeterminismError{RunID: rs.info.RunID, Seq: d.Seq, Actual: commandSig(typ, d)}
+		}
+		if rec.typ != typ || rec.data.Name != d.Name || rec.data.Target != d.Target ||
+			(typ == EventActivityScheduled && !bytes.Equal(rec.data.Input, d.Input)) {
+			return nil, &NonDeterminismError{RunID: rs.info.RunID, Seq: d.Seq,
+				Expected: commandSig(rec.typ, rec.data), Actual: commandSig(typ, d)}
+		}
+		rec.matched = true
+		return rec.data, nil
+	}
+	rs.appendEvent(typ, mustMarshal(d), rs.e.clock.Now())
+	return d, nil
+}
+
+// mustCommand issues a command from workflow code; a non-determinism error
+// unwinds the coroutine and fails the task.
+func (rs *runState) mustCommand(typ string, d *eventData) *eventData {
+	out, err := rs.command(typ, d)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// replay re-executes the run from its recorded history.
+//
+// The start event is the one input written to history outside a workflow
+// task (by CreateRun). While it is the only event, no task has recorded any
+// command after it, so it is applied live: what the code issues is new.
+func (rs *runState) replay(events []store.Event) error {
+	if len(events) == 1 && events[0].Type == EventWorkflowStarted {
+		rs.historyLen = events[0].ID
+		rs.historyBytes = int64(len(events[0].Data))
+		return rs.applyInput(events[0])
+	}
+	rs.replaying = true
+	defer func() { rs.replaying = false; rs.recorded = nil }()
+	rs.recorded = make(map[int64]*recordedCommand)
+	for _, ev := range events {
+		if !isCommand(ev.Type) {
+			continue
+		}
+		d, err := unmarshalEvent(ev.Data)
+		if err != nil {
+			return err
+		}
+		rs.recorded[d.Seq] = &recordedCommand{typ: ev.Type, data: d}
+	}
+	var sinceInput []int64
+	checkMatched := func() error {
+		for _, seq := range sinceInput {
+			if rec := rs.recorded[seq]; !rec.matched {
+				return &NonDeterminismError{RunID: rs.info.RunID, Seq: seq, Expected: commandSig(rec.typ, rec.data)}
+			}
+		}
+		sinceInput = sinceInput[:0]
+		return nil
+	}
+	for _, ev := range events {
+		rs.historyLen = ev.ID
+		rs.historyBytes += int64(len(ev.Data))
+		if isCommand(ev.Type) {
+			d := rs.recordedBySeqOf(ev)
+			sinceInput = append(sinceInput, d)
+			continue
+		}
+		if err := checkMatched(); err != nil {
+			return err
+		}
+		if ev.Type == EventWorkflowTerminated {
+			break
+		}
+		if err := rs.applyInput(ev); err != nil {
+			return err
+		}
+	}
+	return checkMatched()
+}
+
+func (rs *runState) recordedBySeqOf(ev store.Event) int64 {
+	var d struct {
+		Seq int64 `json:"seq"`
+	}
+	_ = json.Unmarshal(ev.Data, &d) // already decoded once in replay
+	return d.Seq
+}
+
+// applyInbox moves inbox items into history, applying each in turn. It stops
+// once the run closes.
+func (rs *runState) applyInbox(items []store.InboxItem) error {
+	for _, it := range items {
+		if rs.closeRun != nil {
+			return nil
+		}
+		ev := rs.appendEvent(it.Type, it.Data, it.Time)
+		if err := rs.applyInput(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyInput delivers one input event and runs the coroutines until all are
+// blocked.
+func (rs *runState) applyInput(ev store.Event) error {
+	d, err := unmarshalEvent(ev.Data)
+	if err != nil {
+		return err
+	}
+	rs.now = ev.Time
+	switch ev.Type {
+	case EventWorkflowStarted:
+		rs.startMain(d.Input)
+	case EventActivityCompleted, EventActivityFailed:
+		if resolve := rs.pendingActivities[d.Seq]; resolve != nil {
+			delete(rs.pendingActivities, d.Seq)
+			resolve(d.Result, d.Failure, d.Attempt)
+		}
+	case EventTimerFired:
+		if resolve := rs.pendingTimers[d.Seq]; resolve != nil {
+			delete(rs.pendingTimers, d.Seq)
+			resolve(nil)
+		}
+	case EventSignalReceived:
+		rs.signals[d.Name] = append(rs.signals[d.Name], d.Input)
+	case EventCancelRequested:
+		if err := rs.requestCancel(); err != nil {
+			return err
+		}
+	}
+	return rs.d.runUntilBlocked()
+}
+
+// startMain spawns the workflow function as the run's first coroutine.
+func (rs *runState) startMain(input []byte) {
+	rs.d.spawn("main", func() {
+		result, err := rs.def.run(rs.ctx, input)
+		rs.finish(result, err)
+	})
+}
+
+// finish records the run's outcome.
+func (rs *runState) finish(result []byte, err error) {
+	switch {
+	case err == nil:
+		rs.mustCommand(EventWorkflowCompleted, &eventData{Result: result})
+		rs.closeRun = &store.CloseRun{Status: store.StatusCompleted, Result: result}
+	case rs.cancelRequested && isCanceled(err):
+		f := toFailure(err)
+		rs.mustCommand(EventWorkflowCanceled, &eventData{Failure: f})
+		rs.closeRun = &store.CloseRun{Status: store.StatusCanceled, Failure: mustJSON(f)}
+	default:
+		f := toFailure(err)
+		rs.mustCommand(EventWorkflowFailed, &eventData{Failure: f})
+		rs.closeRun = &store.CloseRun{Status: store.StatusFailed, Failure: mustJSON(f)}
+	}
+}
+
+// requestCancel applies a cancel request: pending activities are asked to
+// cancel and pending timers canceled, and their futures fail with
+// ErrCanceled.
+func (rs *runState) requestCancel() error {
+	if rs.cancelRequested {
+		return nil
+	}
+	rs.cancelRequested = true
+	for _, seq := range sortedKeys(rs.pendingActivities) {
+		resolve := rs.pendingActivities[seq]
+		delete(rs.pendingActivities, seq)
+		if _, err := rs.command(EventActivityCancelRequested, &eventData{Target: seq}); err != nil {
+			return err
+		}
+		if !rs.replaying {
+			rs.cancelActivities = append(rs.cancelActivities, seq)
+		}
+		resolve(nil, toFailure(ErrCanceled), 0)
+	}
+	for _, seq := range sortedKeys(rs.pendingTimers) {
+		resolve := rs.pendingTimers[seq]
+		delete(rs.pendingTimers, seq)
+		if _, err := rs.command(EventTimerCanceled, &eventData{Target: seq}); err != nil {
+			return err
+		}
+		if !rs.replaying {
+			rs.cancelTimers = append(rs.cancelTimers, seq)
+		}
+		resolve(ErrCanceled)
+	}
+	return nil
+}
+
+// scheduleActivity issues an ActivityScheduled command.
+func (rs *runState) scheduleActivity(name string, input []byte, o ActivityOptions) int64 {
+	d := rs.mustCommand(EventActivityScheduled, &eventData{Name: name, Input: input, TaskQueue: o.TaskQueue})
+	if rs.replaying {
+		return d.Seq
+	}
+	now := rs.e.clock.Now()
+	t := store.ActivityTask{
+		RunID:            rs.info.RunID,
+		Seq:              d.Seq,
+		WorkflowID:       rs.info.WorkflowID,
+		ActivityType:     name,
+		TaskQueue:        o.TaskQueue,
+		Input:            input,
+		Options:          mustJSON(o.RetryPolicy),
+		Attempt:          1,
+		ScheduledAt:      now,
+		ReadyAt:          now,
+		StartToClose:     o.StartToCloseTimeout,
+		HeartbeatTimeout: o.HeartbeatTimeout,
+	}
+	if o.ScheduleToStartTimeout > 0 {
+		t.ScheduleToStartDeadline = now.Add(o.ScheduleToStartTimeout)
+	}
+	if o.ScheduleToCloseTimeout > 0 {
+		t.ScheduleToCloseDeadline = now.Add(o.ScheduleToCloseTimeout)
+	}
+	rs.activities = append(rs.activities, t)
+	return d.Seq
+}
+
+// startTimer issues a TimerStarted command; resolve runs when it fires or is
+// canceled.
+func (rs *runState) startTimer(dur time.Duration, resolve func(error)) int64 {
+	fireAt := rs.e.clock.Now().Add(dur)
+	d := rs.mustCommand(EventTimerStarted, &eventData{Duration: dur, FireAt: &fireAt})
+	rs.pendingTimers[d.Seq] = resolve
+	if !rs.replaying {
+		rs.timers = append(rs.timers, store.Timer{
+			RunID:  rs.info.RunID,
+			Seq:    d.Seq,
+			FireAt: fireAt,
+			Item:   store.NewInboxItem{Type: EventTimerFired, Data: mustMarshal(&eventData{Seq: d.Seq})},
+		})
+	}
+	return d.Seq
+}
+
+// cancelTimer cancels a pending timer; a fired timer is left alone.
+func (rs *runState) cancelTimer(seq int64) {
+	if _, ok := rs.pendingTimers[seq]; !ok {
+		return
+	}
+	delete(rs.pendingTimers, seq)
+	rs.mustCommand(EventTimerCanceled, &eventData{Target: seq})
+	if !rs.replaying {
+		rs.cancelTimers = append(rs.cancelTimers, seq)
+	}
+}
+
+func sortedKeys[V any](m map[int64]V) []int64 {
+	keys := make([]int64, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("durable: marshal: " + err.Error())
+	}
+	return b
+}

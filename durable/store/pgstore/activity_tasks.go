@@ -1,0 +1,276 @@
+package pgstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keelhq/keel/durable/store"
+)
+
+// activityColumns are the columns scanActivityTask reads, in its order.
+const activityColumns = `run_id, seq, workflow_id, activity_type, task_queue, input, options, attempt,
+	scheduled_at, ready_at, schedule_to_start_deadline, schedule_to_close_deadline, start_to_close,
+	heartbeat_timeout, heartbeat_details, token, owner, started_at, lease_expires_at, cancel_requested`
+
+// scanActivityTask reads one row of activityColumns.
+func scanActivityTask(row pgx.Row) (store.ActivityTask, error) {
+	var (
+		a                         store.ActivityTask
+		scheduled, ready, stc, hb int64
+		s2s, s2c, started, lease  *int64
+		token, owner              *string
+	)
+	err := row.Scan(&a.RunID, &a.Seq, &a.WorkflowID, &a.ActivityType, &a.TaskQueue, &a.Input, &a.Options,
+		&a.Attempt, &scheduled, &ready, &s2s, &s2c, &stc, &hb, &a.HeartbeatDetails, &token, &owner, &started,
+		&lease, &a.CancelRequested)
+	if err != nil {
+		return store.ActivityTask{}, err
+	}
+	a.Input, a.Options, a.HeartbeatDetails = bytesOrNil(a.Input), bytesOrNil(a.Options), bytesOrNil(a.HeartbeatDetails)
+	a.ScheduledAt, a.ReadyAt = fromNanos(scheduled), fromNanos(ready)
+	a.ScheduleToStartDeadline, a.ScheduleToCloseDeadline = fromNullNanos(s2s), fromNullNanos(s2c)
+	a.StartToClose, a.HeartbeatTimeout = time.Duration(stc), time.Duration(hb)
+	if token != nil {
+		a.Token = *token
+	}
+	if owner != nil {
+		a.Owner = *owner
+	}
+	a.StartedAt, a.LeaseExpiresAt = fromNullNanos(started), fromNullNanos(lease)
+	return a, nil
+}
+
+func scanActivityTasks(rows pgx.Rows) ([]store.ActivityTask, error) {
+	defer rows.Close()
+	var out []store.ActivityTask
+	for rows.Next() {
+		a, err := scanActivityTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// claimActivityTasksSQL leases up to $3 unleased activity tasks of queue $1
+// that are ready at $2 and not past a deadline, oldest first, skipping rows
+// another transaction holds. The lease runs to the earlier of the
+// start-to-close and heartbeat timeouts, and has no expiry when neither is
+// set.
+var claimActivityTasksSQL = `
+WITH picked AS (
+	SELECT run_id, seq FROM keel_activity_tasks
+	WHERE task_queue = $1 AND token IS NULL AND ready_at <= $2 AND (deadline_at IS NULL OR deadline_at > $2)
+	ORDER BY ready_at
+	LIMIT $3
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE keel_activity_tasks a
+SET token = gen_random_uuid()::text, owner = $4, started_at = $2, wake_at = NULL,
+	lease_expires_at = $2 + least(nullif(a.start_to_close, 0), nullif(a.heartbeat_timeout, 0))
+FROM picked
+WHERE a.run_id = picked.run_id AND a.seq = picked.seq
+RETURNING ` + qualify("a", activityColumns)
+
+// ClaimActivityTasks leases up to p.Limit unleased activity tasks on
+// p.TaskQueue that are ready at p.Now, oldest first, in one statement with
+// FOR UPDATE SKIP LOCKED, committed without waiting for the WAL flush (see
+// asyncCommitSQL). Tasks already past their schedule-to-start or
+// schedule-to-close deadline are left for ExpiredActivityTasks. The lease
+// expires at the earlier of Now+StartToClose and Now+HeartbeatTimeout, or
+// never if both are zero; p.LeaseUntil is not used.
+func (s *Store) ClaimActivityTasks(ctx context.Context, p store.ClaimParams) ([]store.ActivityTask, error) {
+	now := nowOr(p.Now)
+	if p.Limit < 1 {
+		return nil, fmt.Errorf("pgstore: claim activity tasks: limit %d, want at least 1", p.Limit)
+	}
+	var tasks []store.ActivityTask
+	b := &pgx.Batch{}
+	b.Queue(asyncCommitSQL)
+	b.Queue(claimActivityTasksSQL, p.TaskQueue, nanos(now), p.Limit, p.Owner).Query(func(rows pgx.Rows) error {
+		var err error
+		tasks, err = scanActivityTasks(rows)
+		return err
+	})
+	if err := s.send(ctx, b); err != nil {
+		return nil, fmt.Errorf("pgstore: claim activity tasks: %w", err)
+	}
+	// RETURNING has no order.
+	slices.SortFunc(tasks, func(a, b store.ActivityTask) int {
+		return cmp.Or(a.ReadyAt.Compare(b.ReadyAt), cmp.Compare(a.RunID, b.RunID), cmp.Compare(a.Seq, b.Seq))
+	})
+	return tasks, nil
+}
+
+// recordAttemptSQL is the CTE that records an attempt ($4 to $10: attempt,
+// activity type, owner, started at, ended at, outcome, error) of the task
+// that the CTE named "task" holds. A record of the same attempt is
+// replaced.
+const recordAttemptSQL = `
+recorded AS (
+	INSERT INTO keel_activity_attempts (run_id, seq, attempt, activity_type, owner, started_at, ended_at,
+		outcome, error)
+	SELECT run_id, seq, $4, $5, $6, $7, $8, $9, $10 FROM task
+	ON CONFLICT (run_id, seq, attempt) DO UPDATE SET activity_type = excluded.activity_type,
+		owner = excluded.owner, started_at = excluded.started_at, ended_at = excluded.ended_at,
+		outcome = excluded.outcome, error = excluded.error
+)`
+
+// Statements of CompleteActivityTask. The run row is share-locked first
+// (every writer locks a run's row before its task rows); the task is
+// deleted if it still has the caller's token or, for the empty token that
+// ExpiredActivityTasks returns for an unleased task, if it is still
+// unleased at the same attempt.
+var (
+	lockRunSharedSQL = `
+SELECT keel_raise('KL001', 'the run is not running')
+WHERE NOT EXISTS (SELECT 1 FROM keel_runs WHERE run_id = $1 AND status = 'running' FOR SHARE)`
+
+	deleteActivityTaskSQL = `
+WITH task AS (
+	DELETE FROM keel_activity_tasks
+	WHERE run_id = $1 AND seq = $2 AND (token = $3 OR ($3 = '' AND token IS NULL AND attempt = $4))
+	RETURNING run_id, seq
+), ` + recordAttemptSQL + `
+SELECT keel_raise('KL001', 'the activity task has another token or attempt')
+WHERE NOT EXISTS (SELECT 1 FROM task)`
+
+	activityOutcomeSQL = `
+WITH target AS (
+	SELECT run_id, task_queue FROM keel_runs WHERE run_id = $1
+), ` + wakeRun(2, 3, 4, 5) + `
+SELECT count(*) FROM notified`
+)
+
+// CompleteActivityTask deletes the activity task, records p.Attempt, and
+// writes p.Item to the run's inbox, which makes its workflow task runnable,
+// in one round trip.
+func (s *Store) CompleteActivityTask(ctx context.Context, p store.CompleteActivityTaskParams) error {
+	now := nowOr(p.Now)
+	a := p.Attempt
+	b := &pgx.Batch{}
+	b.Queue(lockRunSharedSQL, p.RunID)
+	b.Queue(deleteActivityTaskSQL, p.RunID, p.Seq, p.Token, a.Attempt, a.ActivityType, a.Owner,
+		nullNanos(a.StartedAt), nullNanos(a.EndedAt), a.Outcome, a.Error)
+	b.Queue(activityOutcomeSQL, p.RunID, nanos(now), p.Item.Type, p.Item.Data, s.channel)
+	if err := s.send(ctx, b); err != nil {
+		return fmt.Errorf("pgstore: complete activity %s/%d: %w", p.RunID, p.Seq, err)
+	}
+	return nil
+}
+
+// retryActivityTaskSQL makes a task claimable again at $11 as the next
+// attempt, unleased, keeping its heartbeat details; the next attempt gets a
+// fresh schedule-to-start deadline, measured from the moment it becomes
+// ready. It is fenced as deleteActivityTaskSQL is. Nothing else locks the
+// run: the statement touches the task row only.
+var retryActivityTaskSQL = `
+WITH task AS (
+	UPDATE keel_activity_tasks SET attempt = attempt + 1, ready_at = $11, wake_at = $12, token = NULL,
+		owner = NULL, started_at = NULL, lease_expires_at = NULL,
+		schedule_to_start_deadline = CASE WHEN schedule_to_start > 0 THEN $11 + schedule_to_start END
+	WHERE run_id = $1 AND seq = $2 AND (token = $3 OR ($3 = '' AND token IS NULL AND attempt = $4))
+	RETURNING run_id, seq, task_queue
+), ` + recordAttemptSQL + `, notified AS (
+	SELECT pg_notify($14, task_queue) FROM task WHERE $11 <= $13
+)
+SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM task)
+		THEN keel_raise('KL001', 'the activity task has another token or attempt') END,
+	(SELECT count(*) FROM notified)`
+
+// RetryActivityTask records p.Attempt and makes the task claimable again at
+// p.RetryAt as the next attempt, unleased, with its heartbeat details and a
+// fresh schedule-to-start deadline, in one statement.
+func (s *Store) RetryActivityTask(ctx context.Context, p store.RetryActivityTaskParams) error {
+	now := nowOr(p.Now)
+	retryAt := orTime(p.RetryAt, now)
+	var wake *int64
+	if retryAt.After(now) {
+		wake = nullNanos(retryAt)
+	}
+	a := p.Attempt
+	_, err := s.pool.Exec(ctx, retryActivityTaskSQL, p.RunID, p.Seq, p.Token, a.Attempt, a.ActivityType, a.Owner,
+		nullNanos(a.StartedAt), nullNanos(a.EndedAt), a.Outcome, a.Error, nanos(retryAt), wake, nanos(now), s.channel)
+	if err != nil {
+		return fmt.Errorf("pgstore: retry activity %s/%d: %w", p.RunID, p.Seq, storeErr(err))
+	}
+	return nil
+}
+
+// heartbeatSQL records details ($4, NULL keeps them) and extends the lease
+// to the earlier of $5+HeartbeatTimeout and StartedAt+StartToClose.
+const heartbeatSQL = `
+UPDATE keel_activity_tasks SET heartbeat_details = coalesce($4, heartbeat_details),
+	lease_expires_at = least($5 + nullif(heartbeat_timeout, 0), started_at + nullif(start_to_close, 0))
+WHERE run_id = $1 AND seq = $2 AND token = $3
+RETURNING cancel_requested`
+
+// HeartbeatActivityTask records p.Details (nil keeps the previous ones) and
+// extends the lease to the earlier of Now+HeartbeatTimeout and
+// StartedAt+StartToClose, in one statement.
+func (s *Store) HeartbeatActivityTask(ctx context.Context, p store.HeartbeatParams) (store.HeartbeatResult, error) {
+	now := nowOr(p.Now)
+	var res store.HeartbeatResult
+	err := s.pool.QueryRow(ctx, heartbeatSQL, p.RunID, p.Seq, p.Token, p.Details, nanos(now)).Scan(&res.CancelRequested)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrLeaseLost
+	}
+	if err != nil {
+		return store.HeartbeatResult{}, fmt.Errorf("pgstore: heartbeat activity %s/%d: %w", p.RunID, p.Seq, err)
+	}
+	return res, nil
+}
+
+// ExpiredActivityTasks returns up to limit activity tasks past a timeout at
+// now, earliest deadline first: leased ones past their lease expiry,
+// unleased ones past their schedule-to-start deadline, and any past its
+// schedule-to-close deadline. An unleased task has an empty Token.
+func (s *Store) ExpiredActivityTasks(ctx context.Context, now time.Time, limit int) ([]store.ActivityTask, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("pgstore: expired activity tasks: limit %d, want at least 1", limit)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+activityColumns+` FROM keel_activity_tasks
+		WHERE deadline_at <= $1 ORDER BY deadline_at, run_id, seq LIMIT $2`, nanos(nowOr(now)), limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: expired activity tasks: %w", err)
+	}
+	tasks, err := scanActivityTasks(rows)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: expired activity tasks: %w", err)
+	}
+	return tasks, nil
+}
+
+// ActivityAttempts lists the run's recorded attempts by seq, then attempt.
+func (s *Store) ActivityAttempts(ctx context.Context, runID string) ([]store.ActivityAttempt, error) {
+	rows, err := s.pool.Query(ctx, `SELECT run_id, seq, attempt, activity_type, owner, started_at, ended_at,
+		outcome, error FROM keel_activity_attempts WHERE run_id = $1 ORDER BY seq, attempt`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: activity attempts of run %s: %w", runID, err)
+	}
+	defer rows.Close()
+	var out []store.ActivityAttempt
+	for rows.Next() {
+		var (
+			a            store.ActivityAttempt
+			started, end *int64
+		)
+		if err := rows.Scan(&a.RunID, &a.Seq, &a.Attempt, &a.ActivityType, &a.Owner, &started, &end,
+			&a.Outcome, &a.Error); err != nil {
+			return nil, fmt.Errorf("pgstore: activity attempts of run %s: %w", runID, err)
+		}
+		a.StartedAt, a.EndedAt = fromNullNanos(started), fromNullNanos(end)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgstore: activity attempts of run %s: %w", runID, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,227 @@
+package pgstore_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keelhq/keel/durable/store"
+	"github.com/keelhq/keel/durable/store/pgstore"
+	"github.com/keelhq/keel/internal/testdb"
+)
+
+// roundTrips counts the queries, batches and prepares a pool sends: one
+// round trip each.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+func (r *roundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+
+func (r *roundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
+
+// tracedStore returns a store on a pool of maxConns connections whose round
+// trips rt counts.
+func tracedStore(tb testing.TB, maxConns int32, rt *roundTrips) *pgstore.Store {
+	tb.Helper()
+	cfg := testdb.Postgres(tb).Config()
+	cfg.MaxConns = maxConns
+	cfg.ConnConfig.Tracer = rt
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(tb, err)
+	tb.Cleanup(pool.Close)
+	st, err := pgstore.New(context.Background(), pool, nil)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { require.NoError(tb, st.Close()) })
+	return st
+}
+
+// workflow runs one workflow with three activities through the store, as
+// the engine does: start, a workflow task that schedules the activities,
+// the activities, and a workflow task that completes the run. count is
+// called after each store call with its name.
+func workflow(ctx context.Context, st store.Store, id string, now time.Time, count func(method string)) error {
+	queue, activityQueue := "q-"+id, "aq-"+id
+	if _, err := st.CreateRun(ctx, store.CreateRunParams{
+		RunID: id, WorkflowID: "wf-" + id, WorkflowType: "order", TaskQueue: queue,
+		Input: []byte(`{"order":1}`), StartEvent: store.Event{Type: "started", Data: []byte(`{}`)}, Now: now,
+	}); err != nil {
+		return err
+	}
+	count("CreateRun")
+	claim := store.ClaimParams{TaskQueue: queue, Owner: "bench", Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)}
+	wts, err := st.ClaimWorkflowTasks(ctx, claim)
+	if err != nil || len(wts) != 1 {
+		return fmt.Errorf("claim: %d tasks, %w", len(wts), err)
+	}
+	count("ClaimWorkflowTasks")
+	p := store.CompleteWorkflowTaskParams{RunID: id, Token: wts[0].Token, ExpectedHistoryLen: 1, Now: now}
+	for seq := int64(2); seq <= 4; seq++ {
+		p.Events = append(p.Events, store.Event{ID: seq, Type: "activity_scheduled", Data: []byte(`{}`)})
+		p.ScheduleActivities = append(p.ScheduleActivities, store.ActivityTask{
+			Seq: seq, ActivityType: "charge", TaskQueue: activityQueue, Input: []byte(`{}`),
+			StartToClose: time.Minute, ScheduledAt: now, ReadyAt: now,
+		})
+	}
+	if _, err := st.CompleteWorkflowTask(ctx, p); err != nil {
+		return err
+	}
+	count("CompleteWorkflowTask")
+	acts, err := st.ClaimActivityTasks(ctx, store.ClaimParams{TaskQueue: activityQueue, Owner: "bench", Limit: 3, Now: now})
+	if err != nil || len(acts) != 3 {
+		return fmt.Errorf("claim activities: %d tasks, %w", len(acts), err)
+	}
+	count("ClaimActivityTasks")
+	for _, a := range acts {
+		if err := st.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
+			RunID: id, Seq: a.Seq, Token: a.Token,
+			Attempt: store.ActivityAttempt{Attempt: 1, ActivityType: "charge", Owner: "bench", StartedAt: now, EndedAt: now, Outcome: "completed"},
+			Item:    store.NewInboxItem{Type: "activity_completed", Data: []byte(`{"result":1}`)}, Now: now,
+		}); err != nil {
+			return err
+		}
+		count("CompleteActivityTask")
+	}
+	wts, err = st.ClaimWorkflowTasks(ctx, claim)
+	if err != nil || len(wts) != 1 || len(wts[0].Inbox) != 3 {
+		return fmt.Errorf("claim: %d tasks, %w", len(wts), err)
+	}
+	count("ClaimWorkflowTasks")
+	wt := wts[0]
+	p = store.CompleteWorkflowTaskParams{
+		RunID: id, Token: wt.Token, ExpectedHistoryLen: 4, InboxUpTo: wt.Inbox[2].ID, Now: now,
+		Close: &store.CloseRun{Status: store.StatusCompleted, Result: []byte(`"ok"`)},
+	}
+	for i, it := range wt.Inbox {
+		p.Events = append(p.Events, store.Event{ID: int64(5 + i), Type: it.Type, Time: it.Time, Data: it.Data})
+	}
+	p.Events = append(p.Events, store.Event{ID: 8, Type: "completed", Data: []byte(`"ok"`)})
+	if _, err := st.CompleteWorkflowTask(ctx, p); err != nil {
+		return err
+	}
+	count("CompleteWorkflowTask")
+	return nil
+}
+
+// Every Store method is one round trip once its statements are prepared on
+// the connection.
+func TestRoundTrips(t *testing.T) {
+	t.Parallel()
+	rt := &roundTrips{}
+	st := tracedStore(t, 1, rt) // one connection: statements prepared once
+	ctx := t.Context()
+	nop := func(string) {}
+	require.NoError(t, workflow(ctx, st, "warm-up", base, nop))
+
+	last := rt.n.Load()
+	oneEach := func(method string) {
+		t.Helper()
+		n := rt.n.Load()
+		require.EqualValues(t, 1, n-last, "%s round trips", method)
+		last = n
+	}
+	require.NoError(t, workflow(ctx, st, "measured", base, oneEach))
+
+	// The other methods, warmed up once and then counted.
+	for _, count := range []func(string){nop, oneEach} {
+		id := fmt.Sprint("other-", rt.n.Load())
+		_, err := st.CreateRun(ctx, store.CreateRunParams{RunID: id, WorkflowID: id, TaskQueue: id, Now: base})
+		require.NoError(t, err)
+		last = rt.n.Load()
+		_, err = st.Signal(ctx, store.SignalParams{WorkflowID: id, Item: store.NewInboxItem{Type: "s"}, RequestID: "x", Now: base})
+		require.NoError(t, err)
+		count("Signal")
+		wts, err := st.ClaimWorkflowTasks(ctx, store.ClaimParams{TaskQueue: id, Limit: 1, Now: base, LeaseUntil: at(time.Minute)})
+		require.NoError(t, err)
+		count("ClaimWorkflowTasks")
+		require.NoError(t, st.FailWorkflowTask(ctx, store.FailWorkflowTaskParams{
+			RunID: id, Token: wts[0].Token, RetryAt: at(time.Second), Failure: "boom", Now: base,
+		}))
+		count("FailWorkflowTask")
+		require.NoError(t, st.RequestCancel(ctx, store.CancelParams{RunID: id, Item: store.NewInboxItem{Type: "c"}, Now: base}))
+		count("RequestCancel")
+		_, err = st.FireTimers(ctx, at(time.Hour), 10)
+		require.NoError(t, err)
+		count("FireTimers")
+		_, _, err = st.NextWakeup(ctx)
+		require.NoError(t, err)
+		count("NextWakeup")
+		_, err = st.ExpiredActivityTasks(ctx, at(time.Hour), 10)
+		require.NoError(t, err)
+		count("ExpiredActivityTasks")
+		_, err = st.History(ctx, id, 0)
+		require.NoError(t, err)
+		count("History")
+		_, err = st.GetRun(ctx, id)
+		require.NoError(t, err)
+		count("GetRun")
+		_, err = st.GetLatestRun(ctx, id)
+		require.NoError(t, err)
+		count("GetLatestRun")
+		_, err = st.ListRuns(ctx, store.ListRunsParams{WorkflowID: id})
+		require.NoError(t, err)
+		count("ListRuns")
+		require.NoError(t, st.Terminate(ctx, store.TerminateParams{RunID: id, Now: base}))
+		count("Terminate")
+		_, err = st.DeleteClosedRuns(ctx, at(time.Hour), 100)
+		require.NoError(t, err)
+		count("DeleteClosedRuns")
+	}
+}
+
+// BenchmarkWorkflow runs whole three-activity workflows (9 store calls,
+// one round trip each), one after another and in parallel.
+func BenchmarkWorkflow(b *testing.B) {
+	for _, parallel := range []bool{false, true} {
+		b.Run(map[bool]string{false: "Serial", true: "Parallel"}[parallel], func(b *testing.B) {
+			rt := &roundTrips{}
+			st := tracedStore(b, 16, rt)
+			ctx := context.Background()
+			var n atomic.Int64
+			nop := func(string) {}
+			run := func() {
+				if err := workflow(ctx, st, fmt.Sprint("run-", n.Add(1)), base, nop); err != nil {
+					b.Fatal(err)
+				}
+			}
+			run() // prepare the statements
+			rt.n.Store(0)
+			b.ResetTimer()
+			if parallel {
+				b.SetParallelism(4)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						run()
+					}
+				})
+			} else {
+				for b.Loop() {
+					run()
+				}
+			}
+			b.ReportMetric(float64(rt.n.Load())/float64(b.N), "roundtrips/op")
+		})
+	}
+}

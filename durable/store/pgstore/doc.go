@@ -1,0 +1,60 @@
+// Package pgstore is the PostgreSQL implementation of store.Store, for
+// many worker processes on many machines sharing one database.
+//
+// # Opening
+//
+// New takes a *pgxpool.Pool the caller opened and applies the embedded
+// schema migrations (goose, migrations/NNN_name.sql) before returning:
+//
+//	pool, err := pgxpool.New(ctx, "postgres://keel@db/keel?search_path=keel")
+//	...
+//	st, err := pgstore.New(ctx, pool, nil)
+//	...
+//	defer st.Close()
+//
+// The tables, goose's version table (keel_schema_version) and one helper
+// function live in the first schema of the pool's search_path; every name
+// starts with keel_. Several processes may start at once: migrations run
+// under a session advisory lock of that schema. A schema migrated by a newer
+// Keel is refused with store.ErrSchemaTooNew.
+//
+// # Transactions and round trips
+//
+// Every Store method is one transaction, and every method takes one round
+// trip to the server once its statements are prepared on the connection
+// (pgx caches them per connection). A method is either one statement, with
+// data-modifying CTEs where it writes several tables, or a pipeline of
+// statements sent together, which PostgreSQL runs as one implicit
+// transaction: a failed fence raises an error (the keel_raise function,
+// SQLSTATE class KL) that rolls back everything before it and skips
+// everything after it. CreateRun takes a second round trip only when it
+// loses a race to start the same workflow ID; DeleteClosedRuns one per
+// batch.
+//
+// # Concurrency
+//
+// Claims lease rows with FOR UPDATE SKIP LOCKED, so concurrent workers
+// neither wait for nor take each other's tasks. Writers lock a run's row
+// before its task rows, which keeps them free of deadlocks. Every write to a
+// run's inbox first upserts (and so locks) the run's workflow task row, and
+// the inbox ID is taken under that lock: a run's inbox IDs follow commit
+// order, so a commit that deletes the inbox up to the last item it claimed
+// never deletes an item it did not see. A unique index on the workflow IDs
+// of running runs makes concurrent starts of one workflow ID, from any
+// number of processes, create one run.
+//
+// Times are stored as bigint Unix nanoseconds and read back in UTC, so
+// every time.Time survives a round trip exactly.
+//
+// # Notifications
+//
+// Store.Notifications delivers the names of task queues whose tasks may
+// have become runnable, from every process sharing the database, through
+// LISTEN/NOTIFY on a channel of the schema (keel_tasks_<schema>). Pollers
+// use it to wake up at once instead of waiting for their next poll.
+//
+// # Retention
+//
+// Closed runs are kept until DeleteClosedRuns removes those closed before a
+// given time, with all their rows, in batches.
+package pgstore

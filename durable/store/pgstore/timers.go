@@ -1,0 +1,137 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// fireTimersSQL fires up to $2 timers due at $1, earliest first: each one's
+// item goes to its run's inbox (through the same upsert of the workflow
+// task as every inbox write) and the timer is deleted. Timers and run rows
+// that another transaction holds are skipped (a run being committed or
+// closed right now); they fire on the next call. It returns the task queue
+// of each fired timer's run, in firing order.
+var fireTimersSQL = `
+WITH due AS (
+	SELECT t.run_id, t.seq, t.fire_at, t.item_type, t.item_data, r.task_queue
+	FROM keel_timers t JOIN keel_runs r ON r.run_id = t.run_id
+	WHERE t.fire_at <= $1 AND r.status = 'running'
+	ORDER BY t.fire_at, t.run_id, t.seq
+	LIMIT $2
+	FOR UPDATE OF t SKIP LOCKED
+	FOR SHARE OF r SKIP LOCKED
+), fired AS (
+	DELETE FROM keel_timers t USING due WHERE t.run_id = due.run_id AND t.seq = due.seq
+), task AS (
+	INSERT INTO keel_workflow_tasks AS w (run_id, task_queue, ready_at)
+	SELECT DISTINCT run_id, task_queue, $1::bigint FROM due
+	ON CONFLICT (run_id) DO UPDATE SET ready_at = w.ready_at
+	RETURNING w.run_id, w.task_queue, w.ready_at
+), item AS (
+	-- Joined with task so that each run's task row is locked before its
+	-- items take their inbox IDs; sorted so that they take them in firing
+	-- order.
+	INSERT INTO keel_inbox (run_id, type, time, data)
+	SELECT due.run_id, due.item_type, $1, due.item_data FROM due JOIN task ON task.run_id = due.run_id
+	ORDER BY due.fire_at, due.run_id, due.seq
+), notified AS (
+	SELECT pg_notify($3, q) FROM (SELECT DISTINCT task_queue AS q FROM task WHERE ready_at <= $1) queues
+)
+SELECT task_queue, (SELECT count(*) FROM notified) FROM due ORDER BY fire_at, run_id, seq`
+
+// wakeWorkflowTasksSQL clears up to $2 workflow task wake-ups due at $1 (a
+// lease expiry or the end of a retry backoff: the task is claimable again)
+// and notifies their queues. It returns the task queue of each.
+const wakeWorkflowTasksSQL = `
+WITH due AS (
+	SELECT run_id FROM keel_workflow_tasks WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED
+), woken AS (
+	UPDATE keel_workflow_tasks w SET wake_at = NULL FROM due WHERE w.run_id = due.run_id
+	RETURNING w.task_queue
+), notified AS (
+	SELECT pg_notify($3, q) FROM (SELECT DISTINCT task_queue AS q FROM woken) queues
+)
+SELECT task_queue, (SELECT count(*) FROM notified) FROM woken`
+
+// wakeActivityTasksSQL does the same for up to $2 activity task wake-ups
+// (the end of a retry backoff).
+const wakeActivityTasksSQL = `
+WITH due AS (
+	SELECT run_id, seq FROM keel_activity_tasks WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2
+	FOR UPDATE SKIP LOCKED
+), woken AS (
+	UPDATE keel_activity_tasks a SET wake_at = NULL FROM due WHERE a.run_id = due.run_id AND a.seq = due.seq
+	RETURNING a.task_queue
+), notified AS (
+	SELECT pg_notify($3, q) FROM (SELECT DISTINCT task_queue AS q FROM woken) queues
+)
+SELECT count(*) FROM notified`
+
+// FireTimers fires up to limit timers due at now, earliest first: each
+// one's item is written to its run's inbox (which makes the run's workflow
+// task runnable) and the timer is deleted. It also acknowledges up to limit
+// due wake-ups of delayed tasks (an expired workflow task lease, the end of
+// a retry backoff), so that NextWakeup stops reporting them, and notifies
+// the queues of the tasks that became claimable. One round trip.
+//
+// It returns the task queue of the run of each fired timer and of each
+// workflow task that became claimable, in that order, one entry each.
+func (s *Store) FireTimers(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("pgstore: fire timers: limit %d, want at least 1", limit)
+	}
+	tnow := nanos(nowOr(now))
+	var queues []string
+	scan := func(rows pgx.Rows) error {
+		for rows.Next() {
+			var (
+				queue    string
+				notified int64
+			)
+			if err := rows.Scan(&queue, &notified); err != nil {
+				return err
+			}
+			queues = append(queues, queue)
+		}
+		return rows.Err()
+	}
+	b := &pgx.Batch{}
+	b.Queue(fireTimersSQL, tnow, limit, s.channel).Query(scan)
+	b.Queue(wakeWorkflowTasksSQL, tnow, limit, s.channel).Query(scan)
+	b.Queue(wakeActivityTasksSQL, tnow, limit, s.channel)
+	if err := s.send(ctx, b); err != nil {
+		return nil, fmt.Errorf("pgstore: fire timers: %w", err)
+	}
+	return queues, nil
+}
+
+// nextWakeupSQL is the earliest of: timers, workflow and activity task
+// wake-ups, and activity deadlines. Each min() is one step down an index.
+const nextWakeupSQL = `
+SELECT least(
+	(SELECT min(fire_at) FROM keel_timers),
+	(SELECT min(wake_at) FROM keel_workflow_tasks),
+	(SELECT min(wake_at) FROM keel_activity_tasks),
+	(SELECT min(deadline_at) FROM keel_activity_tasks))`
+
+// NextWakeup returns the earliest moment something is scheduled for: a
+// timer, the end of a workflow task's lease or retry backoff, the end of an
+// activity task's retry backoff, or an activity task's lease expiry or
+// schedule-to-start or schedule-to-close deadline. The moment is in the past
+// when something is already due: FireTimers and ExpiredActivityTasks take
+// care of all of these, after which they are no longer reported. Tasks that
+// were ready as soon as they were written are not reported: whoever wrote
+// them wakes the pollers.
+func (s *Store) NextWakeup(ctx context.Context) (time.Time, bool, error) {
+	var t *int64
+	if err := s.pool.QueryRow(ctx, nextWakeupSQL).Scan(&t); err != nil {
+		return time.Time{}, false, fmt.Errorf("pgstore: next wakeup: %w", err)
+	}
+	if t == nil {
+		return time.Time{}, false, nil
+	}
+	return fromNanos(*t), true, nil
+}

@@ -1,0 +1,379 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keelhq/keel/durable/store"
+)
+
+// claimWorkflowTasksSQL leases up to $3 workflow tasks of queue $1 that are
+// claimable at $2, oldest first, skipping rows another transaction holds.
+// Tokens come from $4, in the tasks' order. While leased, ready_at and
+// wake_at hold the lease expiry ($6): a task whose lease expired is
+// claimable again, and NextWakeup reports the expiry.
+const claimWorkflowTasksSQL = `
+WITH picked AS (
+	SELECT run_id, ready_at FROM keel_workflow_tasks
+	WHERE task_queue = $1 AND ready_at <= $2
+	ORDER BY ready_at
+	LIMIT $3
+	FOR UPDATE SKIP LOCKED
+), numbered AS (
+	SELECT run_id, row_number() OVER (ORDER BY ready_at, run_id) AS n FROM picked
+)
+UPDATE keel_workflow_tasks w
+SET token = ($4::text[])[numbered.n], owner = $5, ready_at = $6, wake_at = $6, lease_expires_at = $6,
+	attempt = w.attempt + 1
+FROM numbered
+WHERE w.run_id = numbered.run_id`
+
+// claimedWorkflowTasksSQL reads the tasks claimed by the statement before
+// it, by their tokens ($1, through a unique index), with their runs and
+// inboxes. It runs after the claim, in the same transaction, so it reads
+// the runs and inboxes as they are now that the task rows are locked: no
+// commit or inbox write of these runs can be in flight. (Read in the
+// claim's own statement, they would be as of its snapshot, taken before it
+// locked the rows, and could miss a commit that landed in between.)
+var claimedWorkflowTasksSQL = `
+SELECT w.token, w.attempt, ` + qualify("r", runColumns) + `, ib.ids, ib.types, ib.times, ib.datas
+FROM keel_workflow_tasks w
+JOIN keel_runs r ON r.run_id = w.run_id
+LEFT JOIN LATERAL (
+	SELECT array_agg(i.id ORDER BY i.id) AS ids, array_agg(i.type ORDER BY i.id) AS types,
+		array_agg(i.time ORDER BY i.id) AS times, array_agg(i.data ORDER BY i.id) AS datas
+	FROM keel_inbox i WHERE i.run_id = w.run_id
+) ib ON true
+WHERE w.token = ANY($1::text[])
+ORDER BY array_position($1::text[], w.token)`
+
+// qualify prefixes each column of a comma-separated list with table.
+func qualify(table, columns string) string {
+	cols := strings.Split(columns, ",")
+	for i, c := range cols {
+		cols[i] = table + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}
+
+// asyncCommitSQL makes the transaction it runs in commit without waiting
+// for its WAL to reach disk. Claims use it: a claim lost in a server crash
+// is a lease that ended early, which fencing already handles (the holder's
+// commit fails with ErrLeaseLost, and the task is claimable again), and any
+// later durable commit flushes the claim's WAL with its own. It saves a WAL
+// flush per claim.
+const asyncCommitSQL = `SELECT set_config('synchronous_commit', 'off', true)`
+
+// ClaimWorkflowTasks leases up to p.Limit workflow tasks on p.TaskQueue
+// that are ready at p.Now and unleased or whose lease expired, oldest
+// first, with FOR UPDATE SKIP LOCKED so that concurrent claimers never
+// wait for or take each other's tasks. Each gets a new token and its
+// attempt number goes up by one; the lease lasts until p.LeaseUntil. One
+// round trip, committed without waiting for the WAL flush (see
+// asyncCommitSQL).
+func (s *Store) ClaimWorkflowTasks(ctx context.Context, p store.ClaimParams) ([]store.WorkflowTask, error) {
+	now := nowOr(p.Now)
+	if p.Limit < 1 {
+		return nil, fmt.Errorf("pgstore: claim workflow tasks: limit %d, want at least 1", p.Limit)
+	}
+	if !p.LeaseUntil.After(now) {
+		return nil, fmt.Errorf("pgstore: claim workflow tasks: LeaseUntil %v is not after Now %v", p.LeaseUntil, now)
+	}
+	tokens := make([]string, p.Limit)
+	for i := range tokens {
+		tokens[i] = uuid.NewString()
+	}
+	lease := nanos(p.LeaseUntil)
+	var tasks []store.WorkflowTask
+	b := &pgx.Batch{}
+	b.Queue(asyncCommitSQL)
+	b.Queue(claimWorkflowTasksSQL, p.TaskQueue, nanos(now), p.Limit, tokens, p.Owner, lease)
+	b.Queue(claimedWorkflowTasksSQL, tokens).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var (
+				wt    store.WorkflowTask
+				r     runRow
+				ids   []int64
+				types []string
+				times []int64
+				datas [][]byte
+			)
+			dest := append([]any{&wt.Token, &wt.Attempt}, r.dest()...)
+			if err := rows.Scan(append(dest, &ids, &types, &times, &datas)...); err != nil {
+				return err
+			}
+			wt.Run = r.value()
+			for i, id := range ids {
+				wt.Inbox = append(wt.Inbox, store.InboxItem{
+					ID: id, Type: types[i], Time: fromNanos(times[i]), Data: bytesOrNil(datas[i]),
+				})
+			}
+			tasks = append(tasks, wt)
+		}
+		return rows.Err()
+	})
+	if err := s.send(ctx, b); err != nil {
+		return nil, fmt.Errorf("pgstore: claim workflow tasks: %w", err)
+	}
+	return tasks, nil
+}
+
+// Statements of CompleteWorkflowTask, in the order they run. The first two
+// lock the run row, then the task row (every writer takes them in that
+// order), and stop the transaction unless the run is still running at the
+// expected history length and the task still has the caller's token. The
+// conditions sit inside the locking subquery: a row is locked only if it
+// matches them, and rechecked once locked, so a row that matches is locked.
+// (Conditions outside it would be pushed below the lock, and a row that
+// matches them would not be locked at all.)
+const (
+	lockRunForCommitSQL = `
+SELECT keel_raise('KL001', 'the run is closed or its history moved on')
+WHERE NOT EXISTS (
+	SELECT 1 FROM keel_runs WHERE run_id = $1 AND status = 'running' AND history_len = $2 FOR NO KEY UPDATE
+)`
+
+	lockWorkflowTaskSQL = `
+SELECT keel_raise('KL001', 'the workflow task has another token')
+WHERE NOT EXISTS (SELECT 1 FROM keel_workflow_tasks WHERE run_id = $1 AND token = $2 FOR NO KEY UPDATE)`
+
+	insertEventsSQL = `
+INSERT INTO keel_events (run_id, id, type, time, data)
+SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bytea[])`
+
+	commitRunSQL = `
+UPDATE keel_runs SET history_len = history_len + $2, history_bytes = history_bytes + $3, updated_at = $4,
+	last_task_failure = ''
+WHERE run_id = $1`
+
+	closeRunSQL = `
+UPDATE keel_runs SET history_len = history_len + $2, history_bytes = history_bytes + $3, updated_at = $4,
+	last_task_failure = '', status = $5, result = $6, failure = $7, closed_at = $4
+WHERE run_id = $1`
+
+	deleteInboxSQL = `DELETE FROM keel_inbox WHERE run_id = $1 AND id <= $2`
+
+	// Activity tasks without a workflow ID or task queue take the run's.
+	// A task ready later than now gets a wake-up; the queues of tasks
+	// ready now are notified.
+	insertActivitiesSQL = `
+WITH run AS (
+	SELECT workflow_id, task_queue FROM keel_runs WHERE run_id = $1
+), inserted AS (
+	INSERT INTO keel_activity_tasks (run_id, seq, workflow_id, activity_type, task_queue, input, options,
+		attempt, scheduled_at, ready_at, wake_at, schedule_to_start, schedule_to_start_deadline,
+		schedule_to_close_deadline, start_to_close, heartbeat_timeout, heartbeat_details)
+	SELECT $1, a.seq, coalesce(nullif(a.workflow_id, ''), run.workflow_id), a.activity_type,
+		coalesce(nullif(a.task_queue, ''), run.task_queue), a.input, a.options, a.attempt, a.scheduled_at,
+		a.ready_at, CASE WHEN a.ready_at > $2 THEN a.ready_at END, a.schedule_to_start,
+		a.schedule_to_start_deadline, a.schedule_to_close_deadline, a.start_to_close, a.heartbeat_timeout,
+		a.heartbeat_details
+	FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[], $10::int[],
+		$11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
+		$18::bytea[])
+		AS a(seq, workflow_id, activity_type, task_queue, input, options, attempt, scheduled_at, ready_at,
+			schedule_to_start, schedule_to_start_deadline, schedule_to_close_deadline, start_to_close,
+			heartbeat_timeout, heartbeat_details)
+	CROSS JOIN run
+	RETURNING task_queue, ready_at
+), notified AS (
+	SELECT pg_notify($3, q) FROM (SELECT DISTINCT task_queue AS q FROM inserted WHERE ready_at <= $2) queues
+)
+SELECT count(*) FROM notified`
+
+	insertTimersSQL = `
+INSERT INTO keel_timers (run_id, seq, fire_at, item_type, item_data)
+SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bytea[])`
+
+	deleteTimersSQL = `DELETE FROM keel_timers WHERE run_id = $1 AND seq = ANY($2::bigint[])`
+
+	cancelActivitiesSQL = `
+UPDATE keel_activity_tasks SET cancel_requested = true WHERE run_id = $1 AND seq = ANY($2::bigint[])`
+
+	// Items written after the claim are left in the inbox: the task then
+	// becomes a fresh one, ready now (attempt 0: the next claim is its
+	// first), and its queue is notified.
+	requeueWorkflowTaskSQL = `
+WITH requeued AS (
+	UPDATE keel_workflow_tasks SET token = NULL, owner = NULL, lease_expires_at = NULL, wake_at = NULL,
+		ready_at = $2, attempt = 0
+	WHERE run_id = $1 AND EXISTS (SELECT 1 FROM keel_inbox WHERE run_id = $1)
+	RETURNING task_queue
+), notified AS (
+	SELECT pg_notify($3, task_queue) FROM requeued
+)
+SELECT count(*) FROM notified`
+
+	// Otherwise the task is done. (A requeued task has no token.)
+	finishWorkflowTaskSQL = `DELETE FROM keel_workflow_tasks WHERE run_id = $1 AND token = $2`
+
+	// Closing a run deletes its tasks, timers and inbox (Terminate too).
+	deleteRunTasksSQL = `
+WITH workflow_task AS (
+	DELETE FROM keel_workflow_tasks WHERE run_id = $1
+), activity_tasks AS (
+	DELETE FROM keel_activity_tasks WHERE run_id = $1
+), timers AS (
+	DELETE FROM keel_timers WHERE run_id = $1
+)
+DELETE FROM keel_inbox WHERE run_id = $1`
+)
+
+// CompleteWorkflowTask commits a workflow task in one round trip: a
+// pipeline of statements that PostgreSQL runs as one implicit transaction.
+// It is fenced on the task's token, the expected history length and the
+// run still running (store.ErrLeaseLost otherwise, with nothing written).
+func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	now := nowOr(p.Now)
+	fail := func(err error) (store.CompleteWorkflowTaskResult, error) {
+		return store.CompleteWorkflowTaskResult{}, fmt.Errorf("pgstore: complete workflow task of run %s: %w", p.RunID, err)
+	}
+	if p.Close != nil && !p.Close.Status.Closed() {
+		return fail(fmt.Errorf("close status %q is not final", p.Close.Status))
+	}
+	n := len(p.Events)
+	var (
+		size   int64
+		ids    = make([]int64, n)
+		types  = make([]string, n)
+		times  = make([]int64, n)
+		datas  = make([][]byte, n)
+		tnow   = nanos(now)
+		result store.CompleteWorkflowTaskResult
+	)
+	for i, ev := range p.Events {
+		if want := p.ExpectedHistoryLen + int64(i) + 1; ev.ID != want {
+			return fail(fmt.Errorf("event %d has ID %d, want %d", i, ev.ID, want))
+		}
+		ids[i], types[i], times[i], datas[i] = ev.ID, ev.Type, nanos(orTime(ev.Time, now)), ev.Data
+		size += int64(len(ev.Data))
+	}
+
+	b := &pgx.Batch{}
+	b.Queue(lockRunForCommitSQL, p.RunID, p.ExpectedHistoryLen)
+	b.Queue(lockWorkflowTaskSQL, p.RunID, p.Token)
+	if n > 0 {
+		b.Queue(insertEventsSQL, p.RunID, ids, types, times, datas)
+	}
+	if c := p.Close; c != nil {
+		b.Queue(closeRunSQL, p.RunID, int64(n), size, tnow, string(c.Status), c.Result, c.Failure)
+		b.Queue(deleteRunTasksSQL, p.RunID)
+	} else {
+		b.Queue(commitRunSQL, p.RunID, int64(n), size, tnow)
+		if p.InboxUpTo > 0 {
+			b.Queue(deleteInboxSQL, p.RunID, p.InboxUpTo)
+		}
+		if len(p.ScheduleActivities) > 0 {
+			b.Queue(insertActivitiesSQL, append([]any{p.RunID, tnow, s.channel}, activityArrays(p.ScheduleActivities, now)...)...)
+		}
+		if len(p.StartTimers) > 0 {
+			seqs, fireAts, itemTypes, itemDatas := timerArrays(p.StartTimers, now)
+			b.Queue(insertTimersSQL, p.RunID, seqs, fireAts, itemTypes, itemDatas)
+		}
+		if len(p.CancelTimers) > 0 {
+			b.Queue(deleteTimersSQL, p.RunID, p.CancelTimers)
+		}
+		if len(p.CancelActivities) > 0 {
+			b.Queue(cancelActivitiesSQL, p.RunID, p.CancelActivities)
+		}
+		b.Queue(requeueWorkflowTaskSQL, p.RunID, tnow, s.channel).QueryRow(func(row pgx.Row) error {
+			var requeued int64
+			err := row.Scan(&requeued)
+			result.Pending = requeued > 0
+			return err
+		})
+		b.Queue(finishWorkflowTaskSQL, p.RunID, p.Token)
+	}
+	if err := s.send(ctx, b); err != nil {
+		return fail(err)
+	}
+	return result, nil
+}
+
+// activityArrays returns the columns of tasks as the arrays
+// insertActivitiesSQL unnests ($4 to $18). Unset times default to now
+// (ScheduledAt) and ScheduledAt (ReadyAt); attempt to 1.
+func activityArrays(tasks []store.ActivityTask, now time.Time) []any {
+	n := len(tasks)
+	var (
+		seqs, scheduled, ready, s2s, stc, hb = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		workflowIDs, types, queues           = make([]string, n), make([]string, n), make([]string, n)
+		inputs, options, details             = make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		attempts                             = make([]int32, n)
+		s2sDeadlines, s2cDeadlines           = make([]*int64, n), make([]*int64, n)
+	)
+	for i, a := range tasks {
+		sched := orTime(a.ScheduledAt, now)
+		seqs[i], workflowIDs[i], types[i], queues[i] = a.Seq, a.WorkflowID, a.ActivityType, a.TaskQueue
+		inputs[i], options[i], details[i] = a.Input, a.Options, a.HeartbeatDetails
+		attempts[i] = int32(max(1, a.Attempt))
+		scheduled[i], ready[i] = nanos(sched), nanos(orTime(a.ReadyAt, sched))
+		if !a.ScheduleToStartDeadline.IsZero() {
+			s2s[i] = max(0, nanos(a.ScheduleToStartDeadline)-nanos(sched))
+		}
+		s2sDeadlines[i], s2cDeadlines[i] = nullNanos(a.ScheduleToStartDeadline), nullNanos(a.ScheduleToCloseDeadline)
+		stc[i], hb[i] = int64(a.StartToClose), int64(a.HeartbeatTimeout)
+	}
+	return []any{seqs, workflowIDs, types, queues, inputs, options, attempts, scheduled, ready, s2s,
+		s2sDeadlines, s2cDeadlines, stc, hb, details}
+}
+
+// timerArrays returns the columns of timers as insertTimersSQL unnests
+// them. An unset FireAt fires at once.
+func timerArrays(timers []store.Timer, now time.Time) (seqs, fireAts []int64, types []string, datas [][]byte) {
+	n := len(timers)
+	seqs, fireAts, types, datas = make([]int64, n), make([]int64, n), make([]string, n), make([][]byte, n)
+	for i, t := range timers {
+		seqs[i], fireAts[i], types[i], datas[i] = t.Seq, nanos(orTime(t.FireAt, now)), t.Item.Type, t.Item.Data
+	}
+	return seqs, fireAts, types, datas
+}
+
+// Statements of FailWorkflowTask: record the failure on the running run
+// (locking its row first), then release the task if it still has the
+// caller's token.
+const (
+	setTaskFailureSQL = `
+WITH failed AS (
+	UPDATE keel_runs SET last_task_failure = $2, updated_at = $3 WHERE run_id = $1 AND status = 'running'
+	RETURNING 1
+)
+SELECT keel_raise('KL001', 'the run is not running') WHERE NOT EXISTS (SELECT 1 FROM failed)`
+
+	releaseWorkflowTaskSQL = `
+WITH released AS (
+	UPDATE keel_workflow_tasks SET token = NULL, owner = NULL, lease_expires_at = NULL, ready_at = $3, wake_at = $4
+	WHERE run_id = $1 AND token = $2
+	RETURNING task_queue, ready_at
+), notified AS (
+	SELECT pg_notify($6, task_queue) FROM released WHERE ready_at <= $5
+)
+SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM released)
+		THEN keel_raise('KL001', 'the workflow task has another token') END,
+	(SELECT count(*) FROM notified)`
+)
+
+// FailWorkflowTask releases a leased workflow task without committing it,
+// in one round trip: the task becomes claimable again at p.RetryAt,
+// keeping its attempt count, and p.Failure is stored as the run's
+// LastTaskFailure.
+func (s *Store) FailWorkflowTask(ctx context.Context, p store.FailWorkflowTaskParams) error {
+	now := nowOr(p.Now)
+	retryAt := orTime(p.RetryAt, now)
+	var wake *int64
+	if retryAt.After(now) {
+		wake = nullNanos(retryAt)
+	}
+	b := &pgx.Batch{}
+	b.Queue(setTaskFailureSQL, p.RunID, p.Failure, nanos(now))
+	b.Queue(releaseWorkflowTaskSQL, p.RunID, p.Token, nanos(retryAt), wake, nanos(now), s.channel)
+	if err := s.send(ctx, b); err != nil {
+		return fmt.Errorf("pgstore: fail workflow task of run %s: %w", p.RunID, err)
+	}
+	return nil
+}

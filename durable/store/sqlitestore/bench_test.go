@@ -1,0 +1,197 @@
+package sqlitestore_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/keelhq/keel/durable/store"
+	"github.com/keelhq/keel/durable/store/sqlitestore"
+)
+
+func openBench(b *testing.B) *sqlitestore.Store {
+	b.Helper()
+	s, err := sqlitestore.Open(filepath.Join(b.TempDir(), "bench.db"), nil)
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+var benchInput = []byte(`{"customer":"c-123","amount":4200,"currency":"EUR"}`)
+
+// BenchmarkCreateRun measures one CreateRun: one committed, fsynced
+// transaction.
+func BenchmarkCreateRun(b *testing.B) {
+	s := openBench(b)
+	ctx := context.Background()
+	now := time.Now()
+	i := 0
+	for b.Loop() {
+		i++
+		id := fmt.Sprintf("run-%d", i)
+		_, err := s.CreateRun(ctx, store.CreateRunParams{
+			RunID: id, WorkflowID: "wf-" + id, WorkflowType: "order", TaskQueue: "q",
+			Input: benchInput, StartEvent: store.Event{Type: "started", Data: benchInput}, Now: now,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWorkflow measures the store calls of a whole workflow with
+// three sequential activities, as the engine makes them without fast
+// paths: CreateRun, then per activity a workflow task claim and a commit
+// scheduling it, an activity claim and its completion, then the final claim
+// and closing commit. That is 15 calls, each a committed, fsynced
+// transaction; it also reports the time per call.
+func BenchmarkWorkflow(b *testing.B) {
+	s := openBench(b)
+	ctx := context.Background()
+	calls := 0
+	i := 0
+	for b.Loop() {
+		i++
+		calls += runWorkflow(b, ctx, s, fmt.Sprintf("run-%d", i))
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(calls), "µs/call")
+}
+
+// BenchmarkWorkflowParallel runs the workflow of BenchmarkWorkflow from 8
+// goroutines per CPU at once; their commits share transactions and fsyncs.
+func BenchmarkWorkflowParallel(b *testing.B) {
+	s := openBench(b)
+	ctx := context.Background()
+	var next atomic.Int64
+	b.SetParallelism(8) // × GOMAXPROCS goroutines
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprintf("run-%d", next.Add(1))
+			runWorkflowOn(b, ctx, s, id, "q-"+id)
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "workflows/s")
+}
+
+// BenchmarkClaimCompleteRound measures one workflow task round trip: claim,
+// then commit with two events and an activity.
+func BenchmarkClaimCompleteRound(b *testing.B) {
+	s := openBench(b)
+	ctx := context.Background()
+	now := time.Now()
+	const pre = 256
+	next := 0
+	create := func() {
+		for range pre {
+			next++
+			id := fmt.Sprintf("run-%d", next)
+			_, err := s.CreateRun(ctx, store.CreateRunParams{
+				RunID: id, WorkflowID: "wf-" + id, WorkflowType: "order", TaskQueue: "q",
+				Input: benchInput, StartEvent: store.Event{Type: "started", Data: benchInput}, Now: now,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	left := 0
+	for b.Loop() {
+		if left == 0 {
+			b.StopTimer()
+			create()
+			left = pre
+			b.StartTimer()
+		}
+		left--
+		tasks, err := s.ClaimWorkflowTasks(ctx, store.ClaimParams{TaskQueue: "q", Owner: "w", Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)})
+		if err != nil || len(tasks) != 1 {
+			b.Fatal(err, len(tasks))
+		}
+		wt := tasks[0]
+		_, err = s.CompleteWorkflowTask(ctx, store.CompleteWorkflowTaskParams{
+			RunID: wt.Run.RunID, Token: wt.Token, ExpectedHistoryLen: 1, Now: now,
+			Events: []store.Event{{ID: 2, Type: "scheduled", Time: now, Data: benchInput}},
+			ScheduleActivities: []store.ActivityTask{{
+				Seq: 2, ActivityType: "charge", TaskQueue: "acts", Input: benchInput, StartToClose: time.Minute,
+			}},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// runWorkflow drives one three-activity workflow through the store and
+// returns the number of store calls it made.
+func runWorkflow(b *testing.B, ctx context.Context, s *sqlitestore.Store, id string) int {
+	return runWorkflowOn(b, ctx, s, id, "q")
+}
+
+// runWorkflowOn is runWorkflow with the run's workflow and activity tasks
+// on their own task queues.
+func runWorkflowOn(b *testing.B, ctx context.Context, s *sqlitestore.Store, id, queue string) int {
+	now := time.Now()
+	calls := 1
+	_, err := s.CreateRun(ctx, store.CreateRunParams{
+		RunID: id, WorkflowID: "wf-" + id, WorkflowType: "order", TaskQueue: queue,
+		Input: benchInput, StartEvent: store.Event{Type: "started", Data: benchInput}, Now: now,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	claimParams := store.ClaimParams{TaskQueue: queue, Owner: "w", Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)}
+	for seq := int64(2); ; seq++ {
+		tasks, err := s.ClaimWorkflowTasks(ctx, claimParams)
+		calls++
+		if err != nil || len(tasks) != 1 {
+			b.Fatal(err, len(tasks))
+		}
+		wt := tasks[0]
+		p := store.CompleteWorkflowTaskParams{RunID: id, Token: wt.Token, ExpectedHistoryLen: wt.Run.HistoryLen, Now: now}
+		n := wt.Run.HistoryLen
+		for _, it := range wt.Inbox {
+			n++
+			p.Events = append(p.Events, store.Event{ID: n, Type: it.Type, Time: it.Time, Data: it.Data})
+			p.InboxUpTo = it.ID
+		}
+		n++
+		if seq == 5 {
+			p.Events = append(p.Events, store.Event{ID: n, Type: "completed", Time: now, Data: benchInput})
+			p.Close = &store.CloseRun{Status: store.StatusCompleted, Result: benchInput}
+		} else {
+			p.Events = append(p.Events, store.Event{ID: n, Type: "scheduled", Time: now, Data: benchInput})
+			p.ScheduleActivities = []store.ActivityTask{{
+				Seq: seq, ActivityType: "charge", TaskQueue: "acts-" + queue, Input: benchInput,
+				StartToClose: time.Minute, ScheduledAt: now, ReadyAt: now,
+			}}
+		}
+		if _, err := s.CompleteWorkflowTask(ctx, p); err != nil {
+			b.Fatal(err)
+		}
+		calls++
+		if p.Close != nil {
+			return calls
+		}
+		acts, err := s.ClaimActivityTasks(ctx, store.ClaimParams{TaskQueue: "acts-" + queue, Owner: "w", Limit: 1, Now: now})
+		calls++
+		if err != nil || len(acts) != 1 {
+			b.Fatal(err, len(acts))
+		}
+		a := acts[0]
+		err = s.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
+			RunID: id, Seq: a.Seq, Token: a.Token, Now: now,
+			Attempt: store.ActivityAttempt{Attempt: a.Attempt, ActivityType: a.ActivityType, Owner: "w",
+				StartedAt: a.StartedAt, EndedAt: now, Outcome: "completed"},
+			Item: store.NewInboxItem{Type: "activity_completed", Data: benchInput},
+		})
+		calls++
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

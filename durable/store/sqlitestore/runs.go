@@ -1,0 +1,347 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/keelhq/keel/durable/store"
+)
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// scanRun reads the columns of runColumns.
+func scanRun(sc scanner) (store.Run, error) {
+	var (
+		r                      store.Run
+		status                 string
+		cancel                 int64
+		created, updated       int64
+		closed                 sql.NullInt64
+		input, result, failure []byte
+	)
+	err := sc.Scan(&r.RunID, &r.WorkflowID, &r.WorkflowType, &r.TaskQueue, &status, &input, &result, &failure,
+		&r.HistoryLen, &r.HistoryBytes, &cancel, &r.LastTaskFailure, &created, &updated, &closed)
+	if err != nil {
+		return store.Run{}, err
+	}
+	r.Status = store.RunStatus(status)
+	r.Input, r.Result, r.Failure = bytesOrNil(input), bytesOrNil(result), bytesOrNil(failure)
+	r.CancelRequested = cancel != 0
+	r.CreatedAt, r.UpdatedAt, r.ClosedAt = fromNanos(created), fromNanos(updated), fromNullNanos(closed)
+	return r, nil
+}
+
+// CreateRun starts a run: it writes the run, its start event and a
+// workflow task ready at p.Now. If the workflow ID has a running run, that
+// run is returned with Created false and nothing is written.
+func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.CreateRunResult, error) {
+	if p.RunID == "" || p.WorkflowID == "" {
+		return store.CreateRunResult{}, errors.New("sqlitestore: create run: RunID and WorkflowID are required")
+	}
+	now := nowOr(p.Now)
+	var res store.CreateRunResult
+	err := s.write(ctx, func(t *tx) error {
+		latest, err := scanRun(t.queryRow(s.q.latestRun, p.WorkflowID))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		case latest.Status == store.StatusRunning:
+			res = store.CreateRunResult{Run: latest}
+			return nil
+		case p.ReusePolicy == store.RejectDuplicate,
+			p.ReusePolicy == store.AllowDuplicateFailedOnly && latest.Status == store.StatusCompleted:
+			return fmt.Errorf("sqlitestore: create run for workflow %s (latest run %s %s): %w",
+				p.WorkflowID, latest.RunID, latest.Status, store.ErrWorkflowIDInUse)
+		}
+		ev := p.StartEvent
+		evTime := orTime(ev.Time, now)
+		size := int64(len(ev.Data))
+		if _, err := t.exec(s.q.insertRun, p.RunID, p.WorkflowID, p.WorkflowType, p.TaskQueue, blob(p.Input),
+			size, nanos(now), nanos(now)); err != nil {
+			return err
+		}
+		if _, err := t.exec(s.q.insertEvent, p.RunID, 1, ev.Type, nanos(evTime), blob(ev.Data)); err != nil {
+			return err
+		}
+		if _, err := t.exec(s.q.insertWorkflowTask, p.RunID, p.TaskQueue, nanos(now)); err != nil {
+			return err
+		}
+		res = store.CreateRunResult{Created: true, Run: store.Run{
+			RunID:        p.RunID,
+			WorkflowID:   p.WorkflowID,
+			WorkflowType: p.WorkflowType,
+			TaskQueue:    p.TaskQueue,
+			Status:       store.StatusRunning,
+			Input:        bytesOrNil(p.Input),
+			HistoryLen:   1,
+			HistoryBytes: size,
+			CreatedAt:    fromNanos(nanos(now)),
+			UpdatedAt:    fromNanos(nanos(now)),
+		}}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrWorkflowIDInUse) {
+			return store.CreateRunResult{}, err
+		}
+		return store.CreateRunResult{}, fmt.Errorf("sqlitestore: create run %s: %w", p.RunID, err)
+	}
+	return res, nil
+}
+
+// GetRun returns a run by run ID.
+func (s *Store) GetRun(ctx context.Context, runID string) (store.Run, error) {
+	r, err := scanRun(s.q.getRun.QueryRowContext(ctx, runID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Run{}, fmt.Errorf("sqlitestore: run %s: %w", runID, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Run{}, fmt.Errorf("sqlitestore: get run %s: %w", runID, err)
+	}
+	return r, nil
+}
+
+// GetLatestRun returns the workflow ID's running run or, if none is running,
+// its most recently created run. (A running run is always the most recently
+// created one: no run can be created while one is running.)
+func (s *Store) GetLatestRun(ctx context.Context, workflowID string) (store.Run, error) {
+	r, err := scanRun(s.q.latestRun.QueryRowContext(ctx, workflowID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Run{}, fmt.Errorf("sqlitestore: workflow %s: %w", workflowID, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Run{}, fmt.Errorf("sqlitestore: get latest run of workflow %s: %w", workflowID, err)
+	}
+	return r, nil
+}
+
+// ListRuns lists runs newest first. The cursor is the creation sequence
+// number of the last run of the previous page.
+func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) (store.ListRunsResult, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var (
+		where []string
+		args  []any
+	)
+	if p.WorkflowID != "" {
+		where, args = append(where, "workflow_id = ?"), append(args, p.WorkflowID)
+	}
+	if p.WorkflowType != "" {
+		where, args = append(where, "workflow_type = ?"), append(args, p.WorkflowType)
+	}
+	if p.Status != "" {
+		where, args = append(where, "status = ?"), append(args, string(p.Status))
+	}
+	if p.Cursor != "" {
+		seq, err := strconv.ParseInt(p.Cursor, 10, 64)
+		if err != nil || seq <= 0 {
+			return store.ListRunsResult{}, fmt.Errorf("sqlitestore: list runs: invalid cursor %q", p.Cursor)
+		}
+		where, args = append(where, "seq < ?"), append(args, seq)
+	}
+	query := "SELECT seq, " + runColumns + " FROM runs"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY seq DESC LIMIT ?"
+	args = append(args, limit+1)
+
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return store.ListRunsResult{}, fmt.Errorf("sqlitestore: list runs: %w", err)
+	}
+	defer rows.Close()
+	var (
+		res     store.ListRunsResult
+		lastSeq int64
+	)
+	for rows.Next() {
+		if len(res.Runs) == limit {
+			res.NextCursor = strconv.FormatInt(lastSeq, 10)
+			break
+		}
+		var seq int64
+		r, err := scanRun(prefixScanner{rows, &seq})
+		if err != nil {
+			return store.ListRunsResult{}, fmt.Errorf("sqlitestore: list runs: %w", err)
+		}
+		res.Runs = append(res.Runs, r)
+		lastSeq = seq
+	}
+	if err := rows.Err(); err != nil {
+		return store.ListRunsResult{}, fmt.Errorf("sqlitestore: list runs: %w", err)
+	}
+	return res, nil
+}
+
+// prefixScanner scans a leading column into first, then the rest.
+type prefixScanner struct {
+	sc    scanner
+	first any
+}
+
+func (p prefixScanner) Scan(dest ...any) error {
+	return p.sc.Scan(append([]any{p.first}, dest...)...)
+}
+
+// History returns the run's events with ID > afterID, in order. It returns
+// store.ErrNotFound for an unknown run.
+func (s *Store) History(ctx context.Context, runID string, afterID int64) ([]store.Event, error) {
+	rows, err := s.q.history.QueryContext(ctx, runID, afterID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: history of run %s: %w", runID, err)
+	}
+	defer rows.Close()
+	var events []store.Event
+	for rows.Next() {
+		var (
+			ev   store.Event
+			tm   int64
+			data []byte
+		)
+		if err := rows.Scan(&ev.ID, &ev.Type, &tm, &data); err != nil {
+			return nil, fmt.Errorf("sqlitestore: history of run %s: %w", runID, err)
+		}
+		ev.Time, ev.Data = fromNanos(tm), bytesOrNil(data)
+		events = append(events, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlitestore: history of run %s: %w", runID, err)
+	}
+	if len(events) == 0 {
+		// Every run has a start event, so no events at all means no run;
+		// with afterID > 0 it may just mean nothing new.
+		if _, err := s.GetRun(ctx, runID); err != nil {
+			return nil, err
+		}
+	}
+	return events, nil
+}
+
+// Signal writes p.Item to the inbox of a running run, addressed by run ID
+// or by workflow ID, and makes its workflow task runnable. With a
+// RequestID, a signal already accepted by that run is not written again, and
+// succeeds even if the run has closed since.
+func (s *Store) Signal(ctx context.Context, p store.SignalParams) (store.Run, error) {
+	now := nowOr(p.Now)
+	target := p.RunID
+	if target == "" {
+		target = "of workflow " + p.WorkflowID
+	}
+	var run store.Run
+	err := s.write(ctx, func(t *tx) error {
+		var err error
+		if p.RunID != "" {
+			run, err = scanRun(t.queryRow(s.q.getRun, p.RunID))
+		} else {
+			run, err = scanRun(t.queryRow(s.q.latestRun, p.WorkflowID))
+		}
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if run.Status != store.StatusRunning {
+			if p.RequestID != "" {
+				var n int
+				if err := t.queryRow(s.q.signalReqFound, run.RunID, p.RequestID).Scan(&n); err != nil {
+					return err
+				}
+				if n > 0 {
+					return nil // accepted before the run closed
+				}
+			}
+			return store.ErrRunClosed
+		}
+		if p.RequestID != "" {
+			n, err := t.execN(s.q.addSignalReq, run.RunID, p.RequestID)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return nil // already accepted
+			}
+		}
+		_, err = t.exec(s.q.insertInbox, run.RunID, p.Item.Type, nanos(now), blob(p.Item.Data))
+		return err
+	})
+	if err != nil {
+		return store.Run{}, fmt.Errorf("sqlitestore: signal run %s: %w", target, err)
+	}
+	return run, nil
+}
+
+// RequestCancel marks a running run cancel-requested, writes p.Item to its
+// inbox and marks its activity tasks cancel-requested. A run already
+// cancel-requested is left as it is.
+func (s *Store) RequestCancel(ctx context.Context, p store.CancelParams) error {
+	now := nowOr(p.Now)
+	err := s.write(ctx, func(t *tx) error {
+		n, err := t.execN(s.q.requestCancel, p.RunID, nanos(now))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return s.runClosedOrMissing(t, p.RunID, nil)
+		}
+		if _, err := t.exec(s.q.insertInbox, p.RunID, p.Item.Type, nanos(now), blob(p.Item.Data)); err != nil {
+			return err
+		}
+		_, err = t.exec(s.q.cancelRunActs, p.RunID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlitestore: request cancel of run %s: %w", p.RunID, err)
+	}
+	return nil
+}
+
+// runClosedOrMissing explains why a write fenced on a running run changed
+// nothing: store.ErrNotFound or store.ErrRunClosed, or ifRunning when the
+// run is in fact running.
+func (s *Store) runClosedOrMissing(t *tx, runID string, ifRunning error) error {
+	var status string
+	err := t.queryRow(s.q.runStatus, runID).Scan(&status)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return store.ErrNotFound
+	case err != nil:
+		return err
+	case store.RunStatus(status) != store.StatusRunning:
+		return store.ErrRunClosed
+	}
+	return ifRunning
+}
+
+// Terminate closes a running run at once: p.Event is appended to its
+// history, its status becomes terminated, and its tasks, timers and inbox
+// are deleted.
+func (s *Store) Terminate(ctx context.Context, p store.TerminateParams) error {
+	now := nowOr(p.Now)
+	err := s.write(ctx, func(t *tx) error {
+		var id int64
+		err := t.queryRow(s.q.terminateRun, p.RunID, blob(p.Failure), int64(len(p.Event.Data)), nanos(now)).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return s.runClosedOrMissing(t, p.RunID, nil)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = t.exec(s.q.insertEvent, p.RunID, id, p.Event.Type, nanos(orTime(p.Event.Time, now)), blob(p.Event.Data))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlitestore: terminate run %s: %w", p.RunID, err)
+	}
+	return nil
+}

@@ -1,0 +1,291 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keelhq/keel/durable/store"
+)
+
+// ClaimWorkflowTasks leases up to p.Limit workflow tasks on p.TaskQueue
+// that are ready at p.Now and unleased or whose lease expired, oldest
+// first. Each gets a new token and its attempt number goes up by one; the
+// lease lasts until p.LeaseUntil.
+func (s *Store) ClaimWorkflowTasks(ctx context.Context, p store.ClaimParams) ([]store.WorkflowTask, error) {
+	now := nowOr(p.Now)
+	if p.Limit < 1 {
+		return nil, fmt.Errorf("sqlitestore: claim workflow tasks: limit %d, want at least 1", p.Limit)
+	}
+	if !p.LeaseUntil.After(now) {
+		return nil, fmt.Errorf("sqlitestore: claim workflow tasks: LeaseUntil %v is not after Now %v", p.LeaseUntil, now)
+	}
+	// Look before taking the write lock: idle pollers then cost one
+	// indexed read and never queue behind writers.
+	if ok, err := s.probe(ctx, s.q.probeWorkflowTasks, p.TaskQueue, nanos(now)); err != nil || !ok {
+		if err != nil {
+			return nil, fmt.Errorf("sqlitestore: claim workflow tasks: %w", err)
+		}
+		return nil, nil
+	}
+	var tasks []store.WorkflowTask
+	err := s.write(ctx, func(t *tx) error {
+		rows, err := t.query(s.q.claimWorkflowTasks, p.Owner, nanos(p.LeaseUntil), p.TaskQueue, nanos(now), p.Limit)
+		if err != nil {
+			return err
+		}
+		tasks = tasks[:0]
+		for rows.Next() {
+			var wt store.WorkflowTask
+			if err := rows.Scan(&wt.Run.RunID, &wt.Token, &wt.Attempt); err != nil {
+				rows.Close()
+				return err
+			}
+			tasks = append(tasks, wt)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		switch len(tasks) {
+		case 0:
+			return nil
+		case 1:
+			return s.loadOne(t, &tasks[0])
+		default:
+			return s.loadMany(t, tasks)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: claim workflow tasks: %w", err)
+	}
+	return tasks, nil
+}
+
+// probe runs a statement that returns one count or boolean and reports
+// whether it is non-zero.
+func (s *Store) probe(ctx context.Context, stmt *sql.Stmt, args ...any) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	var n int64
+	// One indexed lookup: not worth a goroutine watching ctx.
+	err := stmt.QueryRowContext(context.WithoutCancel(ctx), args...).Scan(&n)
+	return n != 0, err
+}
+
+// loadOne fills in a claimed task's run and inbox.
+func (s *Store) loadOne(t *tx, wt *store.WorkflowTask) error {
+	run, err := scanRun(t.queryRow(s.q.getRun, wt.Run.RunID))
+	if err != nil {
+		return err
+	}
+	wt.Run = run
+	rows, err := t.query(s.q.inboxOfRun, run.RunID)
+	if err != nil {
+		return err
+	}
+	return scanInbox(rows, func(_ string, it store.InboxItem) { wt.Inbox = append(wt.Inbox, it) })
+}
+
+// loadMany fills in several claimed tasks' runs and inboxes, with one query
+// for the runs and one for the inboxes.
+func (s *Store) loadMany(t *tx, tasks []store.WorkflowTask) error {
+	byID := make(map[string]*store.WorkflowTask, len(tasks))
+	ids := make([]string, len(tasks))
+	for i := range tasks {
+		byID[tasks[i].Run.RunID] = &tasks[i]
+		ids[i] = tasks[i].Run.RunID
+	}
+	idsJSON, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	rows, err := t.query(s.q.runsByIDs, string(idsJSON))
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		run, err := scanRun(rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		byID[run.RunID].Run = run
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	rows, err = t.query(s.q.inboxOfRuns, string(idsJSON))
+	if err != nil {
+		return err
+	}
+	return scanInbox(rows, func(runID string, it store.InboxItem) {
+		wt := byID[runID]
+		wt.Inbox = append(wt.Inbox, it)
+	})
+}
+
+// scanInbox reads inbox rows (run_id, id, type, time, data) and closes rows.
+func scanInbox(rows *sql.Rows, add func(runID string, it store.InboxItem)) error {
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			runID string
+			it    store.InboxItem
+			tm    int64
+			data  []byte
+		)
+		if err := rows.Scan(&runID, &it.ID, &it.Type, &tm, &data); err != nil {
+			return err
+		}
+		it.Time, it.Data = fromNanos(tm), bytesOrNil(data)
+		add(runID, it)
+	}
+	return rows.Close()
+}
+
+// CompleteWorkflowTask commits a workflow task, fenced on its token, the
+// expected history length and the run still running (store.ErrLeaseLost
+// otherwise, with nothing written).
+func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	now := nowOr(p.Now)
+	var size int64
+	for i, ev := range p.Events {
+		if want := p.ExpectedHistoryLen + int64(i) + 1; ev.ID != want {
+			return store.CompleteWorkflowTaskResult{}, fmt.Errorf(
+				"sqlitestore: complete workflow task of run %s: event %d has ID %d, want %d", p.RunID, i, ev.ID, want)
+		}
+		size += int64(len(ev.Data))
+	}
+	if p.Close != nil && !p.Close.Status.Closed() {
+		return store.CompleteWorkflowTaskResult{}, fmt.Errorf(
+			"sqlitestore: complete workflow task of run %s: close status %q is not final", p.RunID, p.Close.Status)
+	}
+	newLen := p.ExpectedHistoryLen + int64(len(p.Events))
+	var res store.CompleteWorkflowTaskResult
+	err := s.write(ctx, func(t *tx) error {
+		var row *sql.Row
+		if c := p.Close; c != nil {
+			// The runs_closed trigger deletes the run's tasks, timers and
+			// inbox.
+			row = t.queryRow(s.q.closeRun, newLen, size, nanos(now), p.RunID, p.ExpectedHistoryLen, p.Token,
+				string(c.Status), blob(c.Result), blob(c.Failure))
+		} else {
+			row = t.queryRow(s.q.commitRun, newLen, size, nanos(now), p.RunID, p.ExpectedHistoryLen, p.Token)
+		}
+		var workflowID, taskQueue string
+		if err := row.Scan(&workflowID, &taskQueue); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return store.ErrLeaseLost
+			}
+			return err
+		}
+		for _, ev := range p.Events {
+			if _, err := t.exec(s.q.insertEvent, p.RunID, ev.ID, ev.Type, nanos(orTime(ev.Time, now)), blob(ev.Data)); err != nil {
+				return err
+			}
+		}
+		if p.Close != nil {
+			return nil
+		}
+		if p.InboxUpTo > 0 {
+			if _, err := t.exec(s.q.deleteInbox, p.RunID, p.InboxUpTo); err != nil {
+				return err
+			}
+		}
+		for i := range p.ScheduleActivities {
+			if err := s.insertActivity(t, p.RunID, workflowID, taskQueue, &p.ScheduleActivities[i], now); err != nil {
+				return err
+			}
+		}
+		for _, tm := range p.StartTimers {
+			if _, err := t.exec(s.q.insertTimer, p.RunID, tm.Seq, nanos(orTime(tm.FireAt, now)), taskQueue,
+				tm.Item.Type, blob(tm.Item.Data)); err != nil {
+				return err
+			}
+		}
+		for _, seq := range p.CancelTimers {
+			if _, err := t.exec(s.q.deleteTimer, p.RunID, seq); err != nil {
+				return err
+			}
+		}
+		for _, seq := range p.CancelActivities {
+			if _, err := t.exec(s.q.cancelActivity, p.RunID, seq); err != nil {
+				return err
+			}
+		}
+		// The task is done unless items arrived after the claim; then it
+		// becomes a fresh task, ready now.
+		n, err := t.execN(s.q.finishWorkflowTask, p.RunID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			if _, err := t.exec(s.q.requeueWorkflowTask, p.RunID, nanos(now)); err != nil {
+				return err
+			}
+			res.Pending = true
+		}
+		return nil
+	})
+	if err != nil {
+		return store.CompleteWorkflowTaskResult{}, fmt.Errorf("sqlitestore: complete workflow task of run %s: %w", p.RunID, err)
+	}
+	return res, nil
+}
+
+// insertActivity writes a newly scheduled activity task. Unset fields take
+// the run's workflow ID and task queue, attempt 1, and now.
+func (s *Store) insertActivity(t *tx, runID, workflowID, taskQueue string, a *store.ActivityTask, now time.Time) error {
+	if a.WorkflowID != "" {
+		workflowID = a.WorkflowID
+	}
+	if a.TaskQueue != "" {
+		taskQueue = a.TaskQueue
+	}
+	scheduled := orTime(a.ScheduledAt, now)
+	ready := orTime(a.ReadyAt, scheduled)
+	var wake any
+	if ready.After(now) {
+		wake = nanos(ready)
+	}
+	var scheduleToStart int64
+	if !a.ScheduleToStartDeadline.IsZero() {
+		scheduleToStart = max(0, nanos(a.ScheduleToStartDeadline)-nanos(scheduled))
+	}
+	_, err := t.exec(s.q.insertActivity, runID, a.Seq, workflowID, a.ActivityType, taskQueue,
+		blob(a.Input), blob(a.Options), max(1, a.Attempt), nanos(scheduled), nanos(ready), wake, scheduleToStart,
+		nullNanos(a.ScheduleToStartDeadline), nullNanos(a.ScheduleToCloseDeadline),
+		int64(a.StartToClose), int64(a.HeartbeatTimeout), blob(a.HeartbeatDetails))
+	return err
+}
+
+// FailWorkflowTask releases a leased workflow task without committing it:
+// the task becomes claimable again at p.RetryAt, keeping its attempt count,
+// and p.Failure is stored as the run's LastTaskFailure.
+func (s *Store) FailWorkflowTask(ctx context.Context, p store.FailWorkflowTaskParams) error {
+	now := nowOr(p.Now)
+	retryAt := orTime(p.RetryAt, now)
+	var wake any
+	if retryAt.After(now) {
+		wake = nanos(retryAt)
+	}
+	err := s.write(ctx, func(t *tx) error {
+		n, err := t.execN(s.q.failWorkflowTask, p.RunID, p.Token, nanos(retryAt), wake)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return store.ErrLeaseLost
+		}
+		_, err = t.exec(s.q.setTaskFailure, p.RunID, p.Failure, nanos(now))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlitestore: fail workflow task of run %s: %w", p.RunID, err)
+	}
+	return nil
+}

@@ -1,0 +1,201 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// maxBatch bounds how many operations share one transaction.
+const maxBatch = 64
+
+// errClosed is returned by writes after Close.
+var errClosed = errors.New("sqlitestore: store is closed")
+
+// writeOp is the body of one Store method's write transaction, waiting for
+// the writer.
+type writeOp struct {
+	fn    func(t *tx) error
+	state atomic.Int32 // opQueued, then opTaken by the writer or opAbandoned by the caller
+	done  chan error   // receives the outcome once committed or rolled back
+}
+
+const (
+	opQueued int32 = iota
+	opTaken
+	opAbandoned
+)
+
+// write runs fn in a write transaction, committed if fn returns nil, and
+// returns once the commit is durable.
+//
+// The transactions of concurrent callers are grouped: one goroutine, the
+// writer, takes every operation queued while the previous commit was being
+// written, runs each under its own savepoint (so that one operation's error
+// undoes only its own changes) and commits them together, with one fsync.
+// An operation alone in its batch runs without a savepoint. ctx bounds the
+// wait for the writer; once the writer has taken the operation, it runs to
+// completion.
+func (s *Store) write(ctx context.Context, fn func(t *tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	op := &writeOp{fn: fn, done: make(chan error, 1)}
+	if err := s.enqueue(ctx, op); err != nil {
+		return err
+	}
+	select {
+	case err := <-op.done:
+		return err
+	case <-ctx.Done():
+		if op.state.CompareAndSwap(opQueued, opAbandoned) {
+			return ctx.Err()
+		}
+		return <-op.done
+	}
+}
+
+func (s *Store) enqueue(ctx context.Context, op *writeOp) error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return errClosed
+	}
+	select {
+	case s.ops <- op:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runWriter is the writer goroutine. It ends when Close closes s.ops,
+// after running what was queued.
+func (s *Store) runWriter() {
+	defer close(s.writerDone)
+	batch := make([]*writeOp, 0, maxBatch)
+	for op := range s.ops {
+		batch = append(batch[:0], op)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case op, ok := <-s.ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		s.runBatch(batch)
+	}
+}
+
+// runBatch runs the operations of batch whose callers still wait in one
+// transaction and delivers each one's outcome.
+func (s *Store) runBatch(batch []*writeOp) {
+	live := batch[:0]
+	for _, op := range batch {
+		if op.state.CompareAndSwap(opQueued, opTaken) {
+			live = append(live, op)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	errs := s.runTx(live)
+	for i, op := range live {
+		op.done <- errs[i]
+	}
+}
+
+// runTx runs ops in one transaction and returns the outcome of each.
+func (s *Store) runTx(ops []*writeOp) []error {
+	errs := make([]error, len(ops))
+	failAll := func(err error) []error {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	// The statements of a transaction never watch a context: they take
+	// microseconds, and the driver would otherwise start a goroutine per
+	// statement.
+	ctx := context.Background()
+	sqlTx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return failAll(fmt.Errorf("begin: %w", err))
+	}
+	t := &tx{ctx: ctx, tx: sqlTx}
+	if len(ops) == 1 {
+		if errs[0] = runOp(ops[0], t); errs[0] != nil {
+			_ = sqlTx.Rollback()
+			return errs
+		}
+	} else {
+		for i, op := range ops {
+			if _, err := t.exec(s.q.savepoint); err != nil {
+				_ = sqlTx.Rollback()
+				return failAll(fmt.Errorf("savepoint: %w", err))
+			}
+			if errs[i] = runOp(op, t); errs[i] != nil {
+				if _, err := t.exec(s.q.rollbackToSavepoint); err != nil {
+					// SQLite rolled back the whole transaction (as it does
+					// on some I/O errors): every operation is lost.
+					_ = sqlTx.Rollback()
+					return failAll(fmt.Errorf("transaction aborted by another operation's error: %w", errs[i]))
+				}
+			}
+			if _, err := t.exec(s.q.releaseSavepoint); err != nil {
+				_ = sqlTx.Rollback()
+				return failAll(fmt.Errorf("release savepoint: %w", err))
+			}
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return failAll(fmt.Errorf("commit: %w", err))
+	}
+	return errs
+}
+
+// runOp runs op's body, turning a panic into an error.
+func runOp(op *writeOp, t *tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("sqlitestore: panic in write transaction: %v", r)
+		}
+	}()
+	return op.fn(t)
+}
+
+// tx is one write transaction, shared by the operations of a batch.
+type tx struct {
+	ctx context.Context
+	tx  *sql.Tx
+}
+
+func (t *tx) exec(s *sql.Stmt, args ...any) (sql.Result, error) {
+	return t.tx.StmtContext(t.ctx, s).ExecContext(t.ctx, args...)
+}
+
+// execN runs s and returns the number of rows it changed.
+func (t *tx) execN(s *sql.Stmt, args ...any) (int64, error) {
+	res, err := t.exec(s, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (t *tx) query(s *sql.Stmt, args ...any) (*sql.Rows, error) {
+	return t.tx.StmtContext(t.ctx, s).QueryContext(t.ctx, args...)
+}
+
+func (t *tx) queryRow(s *sql.Stmt, args ...any) *sql.Row {
+	return t.tx.StmtContext(t.ctx, s).QueryRowContext(t.ctx, args...)
+}

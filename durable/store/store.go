@@ -1,0 +1,417 @@
+// Package store is the storage seam of Keel's durable engine: one narrow
+// interface, Store, that every storage driver implements (sqlitestore, the
+// embedded default; pgstore, PostgreSQL), and the row types that cross it.
+//
+// The API is not stable. Do not implement Store outside this repository: the
+// engine relies on every behaviour documented here, and the conformance suite
+// in package storetest is the only definition of it that is checked.
+//
+// The store does not interpret history events or inbox items: their Type and
+// Data are opaque bytes chosen by the engine. What the store guarantees is
+// atomicity, ordering and fencing:
+//
+//   - A run's history is append-only and only the holder of the run's workflow
+//     task lease appends to it, guarded by the expected history length.
+//   - Everything that happens to a run (an activity result, a fired timer, a
+//     signal, a cancel request) is written to the run's inbox in the same
+//     transaction that makes a workflow task for the run runnable.
+//   - Every lease carries a token; a completion with a token that is no longer
+//     the current one fails with ErrLeaseLost and changes nothing.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors returned by every Store. Drivers wrap them with context;
+// callers match with errors.Is.
+var (
+	// ErrNotFound: no run (or task) with the given identifier exists.
+	ErrNotFound = errors.New("not found")
+	// ErrLeaseLost: the lease token or expected history length no longer
+	// matches; another worker owns the task now, or it was already completed.
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrRunClosed: the run is no longer running.
+	ErrRunClosed = errors.New("run closed")
+	// ErrWorkflowIDInUse: the ID-reuse policy refused a new run for a workflow
+	// ID whose previous run is closed.
+	ErrWorkflowIDInUse = errors.New("workflow ID already used")
+	// ErrSchemaTooNew: the database was migrated by a newer version of Keel.
+	ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+)
+
+// RunStatus is the lifecycle state of a run.
+type RunStatus string
+
+// Run statuses. Every status but StatusRunning is final.
+const (
+	StatusRunning    RunStatus = "running"
+	StatusCompleted  RunStatus = "completed"
+	StatusFailed     RunStatus = "failed"
+	StatusCanceled   RunStatus = "canceled"
+	StatusTerminated RunStatus = "terminated"
+)
+
+// Closed reports whether s is a final status.
+func (s RunStatus) Closed() bool { return s != StatusRunning && s != "" }
+
+// IDReusePolicy decides whether a new run may start for a workflow ID whose
+// previous run is closed. A workflow ID with a running run never gets a second
+// running run, whatever the policy.
+type IDReusePolicy int
+
+const (
+	// AllowDuplicate starts a new run whatever the previous run's outcome.
+	AllowDuplicate IDReusePolicy = iota
+	// AllowDuplicateFailedOnly starts a new run only if the latest run did not
+	// complete successfully.
+	AllowDuplicateFailedOnly
+	// RejectDuplicate never reuses a workflow ID.
+	RejectDuplicate
+)
+
+// Run is one execution of a workflow.
+type Run struct {
+	RunID        string
+	WorkflowID   string
+	WorkflowType string
+	TaskQueue    string
+	Status       RunStatus
+	Input        []byte
+	Result       []byte // set when Status is StatusCompleted
+	Failure      []byte // set when Status is StatusFailed, StatusCanceled or StatusTerminated
+	HistoryLen   int64  // number of events in the history
+	HistoryBytes int64  // sum of len(Event.Data) over the history
+	// CancelRequested is set once RequestCancel succeeded.
+	CancelRequested bool
+	// LastTaskFailure is the error of the latest failed workflow task, if any
+	// (for example a panic with its stack); cleared by a successful task.
+	LastTaskFailure string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	ClosedAt        time.Time // zero while running
+}
+
+// Event is one entry of a run's history. ID is its 1-based position.
+type Event struct {
+	ID   int64
+	Type string
+	Time time.Time
+	Data []byte
+}
+
+// InboxItem is something that happened to a run and waits for the next
+// workflow task to move it into the history. IDs increase in insertion order
+// across the whole store.
+type InboxItem struct {
+	ID   int64
+	Type string
+	Time time.Time // set by the store when the item is written
+	Data []byte
+}
+
+// NewInboxItem is an inbox item to write.
+type NewInboxItem struct {
+	Type string
+	Data []byte
+}
+
+// CreateRunParams starts a run. The store writes StartEvent as history event 1
+// and makes a workflow task runnable for it.
+type CreateRunParams struct {
+	RunID        string
+	WorkflowID   string
+	WorkflowType string
+	TaskQueue    string
+	Input        []byte
+	StartEvent   Event // ID is ignored (always 1); Time is Now when zero
+	ReusePolicy  IDReusePolicy
+	Now          time.Time
+}
+
+// CreateRunResult says which run the workflow ID now designates.
+type CreateRunResult struct {
+	Run Run
+	// Created is false when a run with the workflow ID was already running;
+	// Run is then that run and nothing was written.
+	Created bool
+}
+
+// ClaimParams asks for up to Limit runnable tasks on one task queue.
+type ClaimParams struct {
+	TaskQueue  string
+	Owner      string // worker identity, for diagnostics
+	Limit      int    // at least 1
+	Now        time.Time
+	LeaseUntil time.Time // workflow tasks only; activity leases follow their timeouts
+}
+
+// WorkflowTask is a leased workflow task.
+type WorkflowTask struct {
+	Run     Run // as of the claim
+	Token   string
+	Attempt int // 1 for the first claim, +1 for every later claim
+	// Inbox holds every inbox item of the run at claim time, in ID order.
+	Inbox []InboxItem
+}
+
+// ActivityTask is an activity to execute. Durations of zero mean "no limit";
+// deadlines that are zero likewise.
+type ActivityTask struct {
+	RunID        string
+	Seq          int64 // the command sequence number that scheduled it
+	WorkflowID   string
+	ActivityType string
+	TaskQueue    string
+	Input        []byte
+	// Options is opaque to the store (the engine keeps the retry policy there).
+	Options []byte
+
+	Attempt                 int // 1-based attempt this task (re)runs as
+	ScheduledAt             time.Time
+	ReadyAt                 time.Time // not claimable before
+	ScheduleToStartDeadline time.Time
+	ScheduleToCloseDeadline time.Time
+	StartToClose            time.Duration
+	HeartbeatTimeout        time.Duration
+
+	HeartbeatDetails []byte // last details recorded by any attempt
+
+	// Set while leased.
+	Token          string
+	Owner          string
+	StartedAt      time.Time
+	LeaseExpiresAt time.Time
+
+	CancelRequested bool
+}
+
+// Timer fires at FireAt by writing Item to the run's inbox.
+type Timer struct {
+	RunID  string
+	Seq    int64
+	FireAt time.Time
+	Item   NewInboxItem
+}
+
+// CloseRun closes a run when its workflow task commits.
+type CloseRun struct {
+	Status  RunStatus
+	Result  []byte
+	Failure []byte
+}
+
+// CompleteWorkflowTaskParams commits a workflow task atomically.
+type CompleteWorkflowTaskParams struct {
+	RunID string
+	Token string
+	// ExpectedHistoryLen is the history length the task started from; the
+	// commit fails with ErrLeaseLost if it changed.
+	ExpectedHistoryLen int64
+	// Events are appended; their IDs must be ExpectedHistoryLen+1, +2, ….
+	Events []Event
+	// InboxUpTo: inbox items with ID <= InboxUpTo are deleted (they are now in
+	// Events). Items written after the claim stay, and the workflow task stays
+	// runnable (unleased, ready now) so that they are processed.
+	InboxUpTo          int64
+	ScheduleActivities []ActivityTask // lease fields ignored
+	StartTimers        []Timer
+	CancelTimers       []int64 // timer seqs to delete
+	// CancelActivities marks the activity tasks with these seqs as
+	// cancel-requested (the running attempt sees it on its next heartbeat).
+	CancelActivities []int64
+	// Close closes the run: its workflow task, activity tasks, timers and
+	// inbox are deleted.
+	Close *CloseRun
+	Now   time.Time
+}
+
+// CompleteWorkflowTaskResult reports what happened to the task.
+type CompleteWorkflowTaskResult struct {
+	// Pending is true when inbox items arrived after the claim, so the
+	// workflow task is runnable again.
+	Pending bool
+}
+
+// FailWorkflowTaskParams releases a workflow task that could not complete
+// (for example the workflow code panicked). Nothing is appended to history.
+type FailWorkflowTaskParams struct {
+	RunID   string
+	Token   string
+	RetryAt time.Time // when the task becomes claimable again
+	Failure string    // stored in Run.LastTaskFailure
+	Now     time.Time
+}
+
+// ActivityAttempt is the audit record of one activity attempt. Attempts are
+// kept outside the replay history.
+type ActivityAttempt struct {
+	RunID        string
+	Seq          int64
+	Attempt      int
+	ActivityType string
+	Owner        string
+	StartedAt    time.Time
+	EndedAt      time.Time
+	Outcome      string // "completed", "failed", "timed_out", "canceled"
+	Error        string
+}
+
+// CompleteActivityTaskParams records an activity's final outcome: the task is
+// deleted, Attempt is recorded, Item is written to the run's inbox and the
+// run's workflow task becomes runnable.
+type CompleteActivityTaskParams struct {
+	RunID   string
+	Seq     int64
+	Token   string
+	Attempt ActivityAttempt
+	Item    NewInboxItem
+	Now     time.Time
+}
+
+// RetryActivityTaskParams records a failed attempt and makes the task
+// claimable again at RetryAt as attempt Attempt.Attempt+1.
+type RetryActivityTaskParams struct {
+	RunID   string
+	Seq     int64
+	Token   string
+	Attempt ActivityAttempt
+	RetryAt time.Time
+	Now     time.Time
+}
+
+// HeartbeatParams extends an activity lease and records details.
+type HeartbeatParams struct {
+	RunID   string
+	Seq     int64
+	Token   string
+	Details []byte // nil keeps the previous details
+	Now     time.Time
+}
+
+// HeartbeatResult tells the activity whether its run asked to cancel it.
+type HeartbeatResult struct {
+	CancelRequested bool
+}
+
+// SignalParams writes an item to a running run's inbox.
+type SignalParams struct {
+	// RunID, or WorkflowID for the workflow ID's running run.
+	RunID      string
+	WorkflowID string
+	Item       NewInboxItem
+	// RequestID, when set, makes the signal idempotent per run: a second
+	// signal with the same RequestID is accepted and not written again.
+	RequestID string
+	Now       time.Time
+}
+
+// CancelParams asks a running run to cancel: Item is written to its inbox and
+// its activity tasks are marked cancel-requested.
+type CancelParams struct {
+	RunID string
+	Item  NewInboxItem
+	Now   time.Time
+}
+
+// TerminateParams closes a running run at once, without running workflow
+// code: Event is appended to its history (so any in-flight workflow task
+// fails its commit with ErrLeaseLost) and its tasks, timers and inbox are
+// deleted.
+type TerminateParams struct {
+	RunID   string
+	Event   Event // ID is assigned by the store
+	Failure []byte
+	Now     time.Time
+}
+
+// ListRunsParams filters runs; the zero value lists the newest runs.
+type ListRunsParams struct {
+	WorkflowID   string
+	WorkflowType string
+	Status       RunStatus
+	// Cursor: runs created before this one (by creation order), from a
+	// previous page's NextCursor.
+	Cursor string
+	Limit  int // default 100
+}
+
+// ListRunsResult is one page of runs, newest first.
+type ListRunsResult struct {
+	Runs       []Run
+	NextCursor string // empty on the last page
+}
+
+// Store is the durable engine's storage. All methods are safe for concurrent
+// use by many goroutines and, for drivers that support it, many processes.
+type Store interface {
+	// CreateRun starts a run, honouring the workflow ID's running run and
+	// the reuse policy. Returns ErrWorkflowIDInUse when the policy refuses.
+	CreateRun(ctx context.Context, p CreateRunParams) (CreateRunResult, error)
+	// GetRun returns a run by run ID (ErrNotFound).
+	GetRun(ctx context.Context, runID string) (Run, error)
+	// GetLatestRun returns the running run of a workflow ID, or else its most
+	// recently created run (ErrNotFound).
+	GetLatestRun(ctx context.Context, workflowID string) (Run, error)
+	// ListRuns lists runs newest first.
+	ListRuns(ctx context.Context, p ListRunsParams) (ListRunsResult, error)
+	// History returns a run's events with ID > afterID, in order.
+	History(ctx context.Context, runID string, afterID int64) ([]Event, error)
+
+	// ClaimWorkflowTasks leases up to p.Limit runnable workflow tasks of
+	// running runs on p.TaskQueue: tasks whose ready time has come and that
+	// are unleased or whose lease expired. Each claim gets a new token.
+	ClaimWorkflowTasks(ctx context.Context, p ClaimParams) ([]WorkflowTask, error)
+	// CompleteWorkflowTask commits a workflow task (ErrLeaseLost when fenced).
+	CompleteWorkflowTask(ctx context.Context, p CompleteWorkflowTaskParams) (CompleteWorkflowTaskResult, error)
+	// FailWorkflowTask releases a workflow task for a later retry
+	// (ErrLeaseLost when fenced).
+	FailWorkflowTask(ctx context.Context, p FailWorkflowTaskParams) error
+
+	// ClaimActivityTasks leases up to p.Limit activity tasks on p.TaskQueue
+	// whose ReadyAt has come and that are not leased. The lease expires at
+	// the earliest of StartedAt+StartToClose and StartedAt+HeartbeatTimeout
+	// (and never, if both are zero).
+	ClaimActivityTasks(ctx context.Context, p ClaimParams) ([]ActivityTask, error)
+	// CompleteActivityTask records a final outcome (ErrLeaseLost when fenced).
+	CompleteActivityTask(ctx context.Context, p CompleteActivityTaskParams) error
+	// RetryActivityTask records a failed attempt and schedules the next
+	// (ErrLeaseLost when fenced).
+	RetryActivityTask(ctx context.Context, p RetryActivityTaskParams) error
+	// HeartbeatActivityTask extends the lease to the earliest of
+	// Now+HeartbeatTimeout and StartedAt+StartToClose (ErrLeaseLost when
+	// fenced).
+	HeartbeatActivityTask(ctx context.Context, p HeartbeatParams) (HeartbeatResult, error)
+	// ExpiredActivityTasks returns up to limit activity tasks that are past a
+	// timeout at now: leased with LeaseExpiresAt <= now, unleased with
+	// ScheduleToStartDeadline <= now, or any with ScheduleToCloseDeadline <=
+	// now. The engine then retries or completes them with the token returned
+	// here ("" for an unleased task, which fences on the task still being
+	// unleased at the same attempt).
+	ExpiredActivityTasks(ctx context.Context, now time.Time, limit int) ([]ActivityTask, error)
+	// ActivityAttempts lists a run's recorded attempts by seq, then attempt.
+	ActivityAttempts(ctx context.Context, runID string) ([]ActivityAttempt, error)
+
+	// FireTimers fires up to limit timers due at now: each one's item is
+	// written to its run's inbox and the run's workflow task made runnable,
+	// and the timer deleted. Returns the task queues of the runs it woke.
+	FireTimers(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// NextWakeup returns the earliest future moment at which something
+	// becomes due: a timer, a delayed task, a lease expiry or an activity
+	// deadline. ok is false when nothing is scheduled.
+	NextWakeup(ctx context.Context) (t time.Time, ok bool, err error)
+
+	// Signal writes to a running run's inbox (ErrNotFound, ErrRunClosed) and
+	// returns the run signalled.
+	Signal(ctx context.Context, p SignalParams) (Run, error)
+	// RequestCancel asks a running run to cancel (ErrNotFound, ErrRunClosed).
+	// A second request while the first is pending is a no-op.
+	RequestCancel(ctx context.Context, p CancelParams) error
+	// Terminate closes a running run at once (ErrNotFound, ErrRunClosed).
+	Terminate(ctx context.Context, p TerminateParams) error
+
+	// Close releases the store's resources (not the caller's handle).
+	Close() error
+}

@@ -1,0 +1,674 @@
+package durable
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/keelhq/keel/durable/store"
+)
+
+// WorkerOptions configure a worker on one task queue.
+type WorkerOptions struct {
+	// TaskQueue to poll. Optional; default "default".
+	TaskQueue string
+	// MaxConcurrentWorkflowTasks bounds workflow tasks run at once.
+	// Optional; default 16.
+	MaxConcurrentWorkflowTasks int
+	// MaxConcurrentActivities bounds activity attempts run at once.
+	// Optional; default 64.
+	MaxConcurrentActivities int
+}
+
+// Worker executes the workflow and activity tasks of one task queue. Create
+// workers with Engine.NewWorker before Engine.Start.
+type Worker struct {
+	e    *Engine
+	opts WorkerOptions
+	wfWG sync.WaitGroup
+	acWG sync.WaitGroup
+
+	mu        sync.Mutex
+	acCancels map[*activityCtx]context.CancelFunc
+}
+
+// NewWorker adds a worker for a task queue; it runs from Engine.Start to
+// Engine.Stop. opts may be nil.
+func (e *Engine) NewWorker(opts *WorkerOptions) *Worker {
+	o := WorkerOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.TaskQueue == "" {
+		o.TaskQueue = "default"
+	}
+	if o.MaxConcurrentWorkflowTasks <= 0 {
+		o.MaxConcurrentWorkflowTasks = 16
+	}
+	if o.MaxConcurrentActivities <= 0 {
+		o.MaxConcurrentActivities = 64
+	}
+	w := &Worker{e: e, opts: o, acCancels: map[*activityCtx]context.CancelFunc{}}
+	e.mu.Lock()
+	e.workers = append(e.workers, w)
+	e.mu.Unlock()
+	return w
+}
+
+// Start starts the engine's workers and its timer loop. Cancelling ctx stops
+// them as Stop does, without a deadline.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	if e.started {
+		e.mu.Unlock()
+		return errors.New("durable: engine already started")
+	}
+	e.started = true
+	workers := append([]*Worker(nil), e.workers...)
+	e.mu.Unlock()
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.stop = cancel
+	e.stopped = make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); e.timerLoop(runCtx) }()
+	for _, w := range workers {
+		wg.Add(2)
+		go func() { defer wg.Done(); w.pollWorkflowTasks(runCtx) }()
+		go func() { defer wg.Done(); w.pollActivities(runCtx) }()
+	}
+	go func() {
+		wg.Wait()
+		for _, w := range workers {
+			w.wfWG.Wait()
+			w.acWG.Wait()
+		}
+		e.cache.purge()
+		close(e.stopped)
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = e.Stop(context.Background())
+		case <-e.stopped:
+		}
+	}()
+	return nil
+}
+
+// Stop stops polling and waits for in-flight tasks to finish. If ctx ends
+// first, running activities are canceled; their tasks are released for
+// another worker to retry. Stop returns once every worker goroutine is gone.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	started := e.started
+	e.mu.Unlock()
+	if !started {
+		return nil
+	}
+	e.stop()
+	select {
+	case <-e.stopped:
+		return nil
+	case <-ctx.Done():
+	}
+	e.mu.Lock()
+	workers := append([]*Worker(nil), e.workers...)
+	e.mu.Unlock()
+	for _, w := range workers {
+		w.cancelActivities()
+	}
+	<-e.stopped
+	return ctx.Err()
+}
+
+// Stopped is closed once a started engine has stopped.
+func (e *Engine) Stopped() <-chan struct{} { return e.stopped }
+
+func (w *Worker) cancelActivities() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, cancel := range w.acCancels {
+		cancel()
+	}
+}
+
+// pollWorkflowTasks claims and runs workflow tasks until ctx ends.
+func (w *Worker) pollWorkflowTasks(ctx context.Context) {
+	e := w.e
+	sem := make(chan struct{}, w.opts.MaxConcurrentWorkflowTasks)
+	wake := e.queueChan("w/" + w.opts.TaskQueue)
+	for ctx.Err() == nil {
+		free := cap(sem) - len(sem)
+		if free == 0 {
+			// Wait for a slot.
+			select {
+			case sem <- struct{}{}:
+				<-sem
+			case <-ctx.Done():
+			}
+			continue
+		}
+		now := e.clock.Now()
+		tasks, err := e.store.ClaimWorkflowTasks(ctx, store.ClaimParams{
+			TaskQueue: w.opts.TaskQueue, Owner: e.cfg.Identity, Limit: free, Now: now,
+			LeaseUntil: now.Add(e.cfg.WorkflowTaskTimeout),
+		})
+		if err != nil && ctx.Err() == nil {
+			e.logger.Error("claim workflow tasks", "task_queue", w.opts.TaskQueue, "error", err)
+		}
+		for _, t := range tasks {
+			sem <- struct{}{}
+			w.wfWG.Add(1)
+			go func() {
+				defer func() { <-sem; w.wfWG.Done() }()
+				w.runWorkflowTask(context.WithoutCancel(ctx), t)
+			}()
+		}
+		if len(tasks) == free && free > 0 {
+			continue
+		}
+		select {
+		case <-wake:
+		case <-time.After(e.cfg.PollInterval):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// runWorkflowTask executes one workflow task: it restores the run (from the
+// cache or by replay), applies the inbox, and commits the outcome.
+func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask) {
+	e := w.e
+	def := e.workflowDef(t.Run.WorkflowType)
+	if def == nil {
+		w.failWorkflowTask(ctx, t, fmt.Errorf("%w: %q is not registered on worker %s", ErrUnknownWorkflow, t.Run.WorkflowType, e.cfg.Identity), false)
+		return
+	}
+	rs := e.cache.take(t.Run.RunID)
+	if rs != nil && rs.historyLen != t.Run.HistoryLen {
+		rs.close()
+		rs = nil
+	}
+	if rs == nil {
+		rs = newRunState(e, def, t.Run)
+		events, err := e.store.History(ctx, t.Run.RunID, 0)
+		if err != nil {
+			rs.close()
+			w.releaseWorkflowTask(ctx, t, fmt.Errorf("load history: %w", err))
+			return
+		}
+		if err := rs.replay(events); err != nil {
+			rs.close()
+			w.failWorkflowTask(ctx, t, err, true)
+			return
+		}
+		if replayed := rs.historyLen - int64(len(rs.newEvents)); replayed != t.Run.HistoryLen {
+			rs.close()
+			w.releaseWorkflowTask(ctx, t, fmt.Errorf("history has %d events, run row says %d", replayed, t.Run.HistoryLen))
+			return
+		}
+	}
+	if err := rs.applyInbox(t.Inbox); err != nil {
+		rs.close()
+		w.failWorkflowTask(ctx, t, err, true)
+		return
+	}
+	if err := w.checkLimits(rs); err != nil {
+		rs.close()
+		w.closeWithFailure(ctx, t, err)
+		return
+	}
+	p := store.CompleteWorkflowTaskParams{
+		RunID:              t.Run.RunID,
+		Token:              t.Token,
+		ExpectedHistoryLen: t.Run.HistoryLen,
+		Events:             rs.newEvents,
+		ScheduleActivities: rs.activities,
+		StartTimers:        rs.timers,
+		CancelTimers:       rs.cancelTimers,
+		CancelActivities:   rs.cancelActivities,
+		Close:              rs.closeRun,
+		Now:                e.clock.Now(),
+	}
+	if n := len(t.Inbox); n > 0 {
+		p.InboxUpTo = t.Inbox[n-1].ID
+	}
+	res, err := e.store.CompleteWorkflowTask(ctx, p)
+	if err != nil {
+		rs.close()
+		if errors.Is(err, store.ErrLeaseLost) {
+			e.logger.Warn("workflow task lease lost; another worker took over", "run_id", t.Run.RunID)
+			return
+		}
+		e.logger.Error("commit workflow task", "run_id", t.Run.RunID, "error", err)
+		return
+	}
+	for _, a := range rs.activities {
+		e.notifyActivityQueue(a.TaskQueue)
+	}
+	if len(rs.timers) > 0 || len(rs.activities) > 0 {
+		e.wakeTimers()
+	}
+	if rs.closeRun != nil {
+		rs.close()
+		e.notifyClosed(t.Run.RunID)
+		return
+	}
+	rs.resetOutput()
+	e.cache.put(rs)
+	if res.Pending {
+		e.notifyQueue(t.Run.TaskQueue)
+	}
+}
+
+// checkLimits warns about a large history, and returns ErrHistoryTooLarge
+// when this task would take the history past the failure limits.
+func (w *Worker) checkLimits(rs *runState) error {
+	l := w.e.limits
+	if rs.historyLen >= l.FailEvents || rs.historyBytes >= l.FailBytes {
+		return fmt.Errorf("%w: %d events, %d bytes (limits %d events, %d bytes)", ErrHistoryTooLarge, rs.historyLen, rs.historyBytes, l.FailEvents, l.FailBytes)
+	}
+	if !rs.warned && (rs.historyLen >= l.WarnEvents || rs.historyBytes >= l.WarnBytes) {
+		rs.warned = true
+		w.e.logger.Warn("workflow history is large; consider continue-as-new", "run_id", rs.info.RunID,
+			"events", rs.historyLen, "bytes", rs.historyBytes)
+	}
+	return nil
+}
+
+// closeWithFailure fails the run in place of committing its task: the
+// task's own events are dropped and one WorkflowFailed event is appended.
+func (w *Worker) closeWithFailure(ctx context.Context, t store.WorkflowTask, cause error) {
+	e := w.e
+	f := toFailure(cause)
+	_, err := e.store.CompleteWorkflowTask(ctx, store.CompleteWorkflowTaskParams{
+		RunID:              t.Run.RunID,
+		Token:              t.Token,
+		ExpectedHistoryLen: t.Run.HistoryLen,
+		Events: []store.Event{{ID: t.Run.HistoryLen + 1, Type: EventWorkflowFailed, Time: e.clock.Now(),
+			Data: mustMarshal(&eventData{Failure: f})}},
+		Close: &store.CloseRun{Status: store.StatusFailed, Failure: mustJSON(f)},
+		Now:   e.clock.Now(),
+	})
+	if err != nil {
+		e.logger.Error("fail run", "run_id", t.Run.RunID, "error", err)
+		return
+	}
+	e.notifyClosed(t.Run.RunID)
+}
+
+// failWorkflowTask handles workflow code that panicked, was
+// non-deterministic or is unknown: by policy the run is blocked (the task is
+// retried with backoff) or failed.
+func (w *Worker) failWorkflowTask(ctx context.Context, t store.WorkflowTask, cause error, codeFault bool) {
+	e := w.e
+	msg := cause.Error()
+	var pe *PanicError
+	if errors.As(cause, &pe) {
+		msg += "\n" + pe.Stack
+	}
+	e.logger.Error("workflow task failed", "run_id", t.Run.RunID, "workflow_type", t.Run.WorkflowType, "attempt", t.Attempt, "error", msg)
+	if codeFault && e.cfg.PanicPolicy == FailWorkflow {
+		w.closeWithFailure(ctx, t, cause)
+		return
+	}
+	delay := time.Second << min(t.Attempt-1, 6)
+	now := e.clock.Now()
+	err := e.store.FailWorkflowTask(ctx, store.FailWorkflowTaskParams{
+		RunID: t.Run.RunID, Token: t.Token, RetryAt: now.Add(delay), Failure: msg, Now: now,
+	})
+	if err != nil {
+		e.logger.Error("release failed workflow task", "run_id", t.Run.RunID, "error", err)
+	}
+	e.wakeTimers()
+}
+
+// releaseWorkflowTask gives a task back after an infrastructure error.
+func (w *Worker) releaseWorkflowTask(ctx context.Context, t store.WorkflowTask, cause error) {
+	e := w.e
+	e.logger.Error("workflow task released", "run_id", t.Run.RunID, "error", cause)
+	now := e.clock.Now()
+	if err := e.store.FailWorkflowTask(ctx, store.FailWorkflowTaskParams{
+		RunID: t.Run.RunID, Token: t.Token, RetryAt: now.Add(time.Second), Failure: cause.Error(), Now: now,
+	}); err != nil {
+		e.logger.Error("release workflow task", "run_id", t.Run.RunID, "error", err)
+	}
+	e.wakeTimers()
+}
+
+// pollActivities claims and runs activity tasks until ctx ends.
+func (w *Worker) pollActivities(ctx context.Context) {
+	e := w.e
+	sem := make(chan struct{}, w.opts.MaxConcurrentActivities)
+	wake := e.queueChan("a/" + w.opts.TaskQueue)
+	for ctx.Err() == nil {
+		free := cap(sem) - len(sem)
+		if free == 0 {
+			select {
+			case sem <- struct{}{}:
+				<-sem
+			case <-ctx.Done():
+			}
+			continue
+		}
+		tasks, err := e.store.ClaimActivityTasks(ctx, store.ClaimParams{
+			TaskQueue: w.opts.TaskQueue, Owner: e.cfg.Identity, Limit: free, Now: e.clock.Now(),
+		})
+		if err != nil && ctx.Err() == nil {
+			e.logger.Error("claim activity tasks", "task_queue", w.opts.TaskQueue, "error", err)
+		}
+		for _, t := range tasks {
+			sem <- struct{}{}
+			w.acWG.Add(1)
+			go func() {
+				defer func() { <-sem; w.acWG.Done() }()
+				w.runActivity(t)
+			}()
+		}
+		if len(tasks) == free && free > 0 {
+			continue
+		}
+		select {
+		case <-wake:
+		case <-time.After(e.cfg.PollInterval):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// runActivity executes one activity attempt and records its outcome.
+func (w *Worker) runActivity(t store.ActivityTask) {
+	e := w.e
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ac := &activityCtx{
+		e:      e,
+		token:  t.Token,
+		cancel: cancel,
+		info: ActivityInfo{
+			WorkflowID:       t.WorkflowID,
+			RunID:            t.RunID,
+			ActivityType:     t.ActivityType,
+			Seq:              t.Seq,
+			Attempt:          t.Attempt,
+			IdempotencyKey:   fmt.Sprintf("%s-%d", t.RunID, t.Seq),
+			ScheduledAt:      t.ScheduledAt,
+			StartedAt:        t.StartedAt,
+			HeartbeatDetails: t.HeartbeatDetails,
+		},
+	}
+	w.mu.Lock()
+	w.acCancels[ac] = cancel
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.acCancels, ac)
+		w.mu.Unlock()
+	}()
+
+	ctx := context.WithValue(base, activityKey{}, ac)
+	timedOut := false
+	if t.StartToClose > 0 {
+		deadline := t.StartedAt.Add(t.StartToClose)
+		if !t.ScheduleToCloseDeadline.IsZero() && t.ScheduleToCloseDeadline.Before(deadline) {
+			deadline = t.ScheduleToCloseDeadline
+		}
+		var c context.CancelFunc
+		ctx, c = context.WithTimeout(ctx, deadline.Sub(e.clock.Now()))
+		defer c()
+	}
+
+	var result []byte
+	var err error
+	if def := e.activityDef(t.ActivityType); def == nil {
+		err = fmt.Errorf("%w: %q is not registered on worker %s", ErrUnknownActivity, t.ActivityType, e.cfg.Identity)
+	} else {
+		result, err = callActivity(ctx, def, t.Input)
+		if err == nil && len(result) > e.limits.MaxPayloadBytes {
+			err = NonRetryable(fmt.Errorf("result of activity %s: %w: %d bytes", t.ActivityType, ErrPayloadTooLarge, len(result)))
+		}
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			timedOut = true
+		}
+	}
+	shutdown := err != nil && base.Err() != nil && !ac.canceledByRun()
+	w.recordOutcome(t, ac, result, err, timedOut, shutdown)
+}
+
+func callActivity(ctx context.Context, def *activityDef, input []byte) (result []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: fmt.Sprint(r), Stack: string(debug.Stack())}
+		}
+	}()
+	return def.run(ctx, input)
+}
+
+// recordOutcome completes, retries or releases an activity task.
+func (w *Worker) recordOutcome(t store.ActivityTask, ac *activityCtx, result []byte, runErr error, timedOut, shutdown bool) {
+	e := w.e
+	ctx := context.Background()
+	now := e.clock.Now()
+	att := store.ActivityAttempt{
+		RunID: t.RunID, Seq: t.Seq, Attempt: t.Attempt, ActivityType: t.ActivityType,
+		Owner: e.cfg.Identity, StartedAt: t.StartedAt, EndedAt: now, Outcome: "completed",
+	}
+	var err error
+	switch {
+	case runErr == nil:
+		err = e.store.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
+			RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, Now: now,
+			Item: store.NewInboxItem{Type: EventActivityCompleted, Data: mustMarshal(&eventData{Seq: t.Seq, Result: result, Attempt: t.Attempt})},
+		})
+	case shutdown:
+		// The worker is stopping: give the task back at once.
+		att.Outcome, att.Error = "canceled", "worker shutting down: "+runErr.Error()
+		err = e.store.RetryActivityTask(ctx, store.RetryActivityTaskParams{
+			RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, RetryAt: now, Now: now,
+		})
+	default:
+		f := toFailure(runErr)
+		att.Outcome, att.Error = "failed", runErr.Error()
+		if timedOut {
+			f = toFailure(&TimeoutError{Kind: "StartToClose"})
+			att.Outcome = "timed_out"
+		}
+		if ac.canceledByRun() {
+			f = toFailure(ErrCanceled)
+			f.NonRetryable = true
+			att.Outcome = "canceled"
+		}
+		err = w.failActivity(ctx, t, att, f, now)
+	}
+	if err != nil {
+		if errors.Is(err, store.ErrLeaseLost) {
+			e.logger.Warn("activity result dropped: lease lost", "run_id", t.RunID, "seq", t.Seq, "attempt", t.Attempt)
+			return
+		}
+		e.logger.Error("record activity outcome", "run_id", t.RunID, "seq", t.Seq, "error", err)
+		return
+	}
+	e.notifyAllWorkflowQueues()
+}
+
+// failActivity retries a failed attempt by its policy, or records the
+// activity as failed.
+func (w *Worker) failActivity(ctx context.Context, t store.ActivityTask, att store.ActivityAttempt, f *failure, now time.Time) error {
+	e := w.e
+	var policy RetryPolicy
+	if len(t.Options) > 0 {
+		if err := json.Unmarshal(t.Options, &policy); err != nil {
+			f = toFailure(fmt.Errorf("decode retry policy: %w", err))
+			f.NonRetryable = true
+		}
+	}
+	if policy.retryable(f, t.Attempt) {
+		retryAt := now.Add(policy.delay(t.Attempt))
+		if t.ScheduleToCloseDeadline.IsZero() || retryAt.Before(t.ScheduleToCloseDeadline) {
+			err := e.store.RetryActivityTask(ctx, store.RetryActivityTaskParams{
+				RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, RetryAt: retryAt, Now: now,
+			})
+			if err == nil {
+				e.wakeTimers()
+			}
+			return err
+		}
+	}
+	return e.store.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
+		RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, Now: now,
+		Item: store.NewInboxItem{Type: EventActivityFailed, Data: mustMarshal(&eventData{Seq: t.Seq, Failure: f, Attempt: t.Attempt})},
+	})
+}
+
+// notifyAllWorkflowQueues wakes the local workflow pollers after an
+// activity outcome, whose run's task queue the activity task does not name.
+func (e *Engine) notifyAllWorkflowQueues() {
+	e.mu.Lock()
+	workers := append([]*Worker(nil), e.workers...)
+	e.mu.Unlock()
+	for _, w := range workers {
+		e.notifyQueue(w.opts.TaskQueue)
+	}
+}
+
+func (ac *activityCtx) canceledByRun() bool {
+	ac.e.mu.Lock()
+	defer ac.e.mu.Unlock()
+	return ac.runCanceled
+}
+
+// heartbeat records a heartbeat of the running attempt.
+func (e *Engine) heartbeat(ctx context.Context, ac *activityCtx, details any) error {
+	var b []byte
+	if details != nil {
+		var err error
+		if b, err = e.encode(details); err != nil {
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+	}
+	res, err := e.store.HeartbeatActivityTask(ctx, store.HeartbeatParams{
+		RunID: ac.info.RunID, Seq: ac.info.Seq, Token: ac.token, Details: b, Now: e.clock.Now(),
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrLeaseLost) {
+			ac.cancel()
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	if b != nil {
+		ac.info.HeartbeatDetails = b
+	}
+	if res.CancelRequested {
+		e.mu.Lock()
+		ac.runCanceled = true
+		e.mu.Unlock()
+		ac.cancel()
+		return ErrCanceled
+	}
+	return nil
+}
+
+// timerLoop fires due timers and times out expired activities, sleeping
+// until the store's next wake-up.
+func (e *Engine) timerLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		e.fireDue(ctx)
+		wait := e.cfg.PollInterval
+		next, ok, err := e.store.NextWakeup(ctx)
+		if err != nil && ctx.Err() == nil {
+			e.logger.Error("next wakeup", "error", err)
+		}
+		var due <-chan time.Time
+		if ok {
+			d := next.Sub(e.clock.Now())
+			if d <= 0 {
+				continue // fell due while we looked
+			}
+			due = e.clock.After(d)
+		}
+		select {
+		case <-due:
+		case <-e.wake:
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// fireDue fires timers and handles activity timeouts that are due now.
+func (e *Engine) fireDue(ctx context.Context) {
+	const batch = 256
+	for {
+		queues, err := e.store.FireTimers(ctx, e.clock.Now(), batch)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.logger.Error("fire timers", "error", err)
+			}
+			break
+		}
+		for _, q := range queues {
+			e.notifyQueue(q)
+		}
+		if len(queues) < batch {
+			break
+		}
+	}
+	for {
+		expired, err := e.store.ExpiredActivityTasks(ctx, e.clock.Now(), batch)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.logger.Error("expired activities", "error", err)
+			}
+			break
+		}
+		for _, t := range expired {
+			e.timeoutActivity(ctx, t)
+		}
+		if len(expired) < batch {
+			break
+		}
+	}
+	// Delayed tasks (retries, expired leases) may have become claimable.
+	e.notifyAll()
+}
+
+// timeoutActivity records a timed-out activity attempt and retries or fails
+// the activity.
+func (e *Engine) timeoutActivity(ctx context.Context, t store.ActivityTask) {
+	now := e.clock.Now()
+	kind := "StartToClose"
+	final := false
+	switch {
+	case !t.ScheduleToCloseDeadline.IsZero() && !now.Before(t.ScheduleToCloseDeadline):
+		kind, final = "ScheduleToClose", true
+	case t.Token == "":
+		kind, final = "ScheduleToStart", true
+	case t.HeartbeatTimeout > 0 && (t.StartToClose == 0 || t.LeaseExpiresAt.Before(t.StartedAt.Add(t.StartToClose))):
+		kind = "Heartbeat"
+	}
+	att := store.ActivityAttempt{
+		RunID: t.RunID, Seq: t.Seq, Attempt: t.Attempt, ActivityType: t.ActivityType,
+		Owner: t.Owner, StartedAt: t.StartedAt, EndedAt: now, Outcome: "timed_out", Error: kind + " timeout",
+	}
+	f := toFailure(&TimeoutError{Kind: kind})
+	var err error
+	if final {
+		f.NonRetryable = true
+		err = e.store.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
+			RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, Now: now,
+			Item: store.NewInboxItem{Type: EventActivityFailed, Data: mustMarshal(&eventData{Seq: t.Seq, Failure: f, Attempt: t.Attempt})},
+		})
+	} else {
+		err = (&Worker{e: e}).failActivity(ctx, t, att, f, now)
+	}
+	if err != nil && !errors.Is(err, store.ErrLeaseLost) {
+		e.logger.Error("time out activity", "run_id", t.RunID, "seq", t.Seq, "error", err)
+	}
+}
