@@ -60,6 +60,17 @@ func (c *runCache) put(rs *runState) {
 	}
 }
 
+// queueOf returns the task queue of a cached run.
+func (c *runCache) queueOf(runID string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[runID]
+	if !ok {
+		return "", false
+	}
+	return el.Value.(*runState).info.TaskQueue, true
+}
+
 // len returns the number of cached runs.
 func (c *runCache) len() int {
 	c.mu.Lock()

@@ -275,6 +275,15 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 	}
 	now := e.clock.Now()
 	runID := uuid.NewString()
+	// Eager dispatch: lease the first workflow task to a local worker.
+	w := e.localWorker(o.TaskQueue)
+	if w != nil && !w.tryAcquire(w.wfSem) {
+		w = nil
+	}
+	var eager *store.EagerLease
+	if w != nil {
+		eager = e.eagerLease()
+	}
 	res, err := e.store.CreateRun(ctx, store.CreateRunParams{
 		RunID:        runID,
 		WorkflowID:   o.ID,
@@ -286,7 +295,15 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 		})},
 		ReusePolicy: o.IDReusePolicy,
 		Now:         now,
+		Eager:       eager,
 	})
+	if w != nil {
+		if err == nil && res.Task != nil {
+			w.dispatchWorkflowTask(*res.Task)
+		} else {
+			<-w.wfSem
+		}
+	}
 	if err != nil {
 		if errors.Is(err, store.ErrWorkflowIDInUse) {
 			return RunInfo{}, fmt.Errorf("start %s: %w: %q", name, ErrWorkflowIDInUse, o.ID)
@@ -295,7 +312,7 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 	}
 	info := runInfo(res.Run)
 	info.Created = res.Created
-	if res.Created {
+	if res.Created && res.Task == nil {
 		e.notifyQueue(o.TaskQueue)
 	}
 	return info, nil

@@ -2,8 +2,10 @@ package durable_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +13,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/keelhq/keel/durable"
+	"github.com/keelhq/keel/durable/store"
+	"github.com/keelhq/keel/durable/store/pgstore"
 	"github.com/keelhq/keel/durable/store/sqlitestore"
+	"github.com/keelhq/keel/internal/testdb"
 )
 
 func TestMain(m *testing.M) {
@@ -21,17 +26,53 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// testBundle is an engine with one worker on the "default" task queue, over
-// a SQLite file in a temporary directory.
+// opener opens a new Store on one database; calling it again reopens the
+// same database, as a restarted process would.
+type opener func(t *testing.T) store.Store
+
+func sqliteDB(t *testing.T) opener {
+	path := filepath.Join(t.TempDir(), "keel.db")
+	return func(t *testing.T) store.Store {
+		st, err := sqlitestore.Open(path, nil)
+		require.NoError(t, err)
+		return st
+	}
+}
+
+// postgresDB gives the test its own schema; it skips without
+// TEST_DATABASE_URL (and fails under CI=true).
+func postgresDB(t *testing.T) opener {
+	pool := testdb.Postgres(t)
+	return func(t *testing.T) store.Store {
+		st, err := pgstore.New(context.Background(), pool, nil)
+		require.NoError(t, err)
+		return st
+	}
+}
+
+// forEachStore runs fn as a subtest on SQLite and on PostgreSQL.
+func forEachStore(t *testing.T, fn func(t *testing.T, db opener)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		fn(t, sqliteDB(t))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		fn(t, postgresDB(t))
+	})
+}
+
+// testBundle is an engine with one worker on the "default" task queue.
 type testBundle struct {
-	e    *durable.Engine
-	st   *sqlitestore.Store
-	path string
+	e  *durable.Engine
+	st store.Store
 }
 
 type setupOpts struct {
-	cfg  *durable.Config
-	path string // reuse a database file
+	cfg *durable.Config
+	// db opens the database. Optional; default a new SQLite file.
+	db   opener
 	defs []durable.Definition
 	// noStart leaves the engine stopped.
 	noStart bool
@@ -39,12 +80,10 @@ type setupOpts struct {
 
 func setup(t *testing.T, o setupOpts) *testBundle {
 	t.Helper()
-	path := o.path
-	if path == "" {
-		path = filepath.Join(t.TempDir(), "keel.db")
+	if o.db == nil {
+		o.db = sqliteDB(t)
 	}
-	st, err := sqlitestore.Open(path, nil)
-	require.NoError(t, err)
+	st := o.db(t)
 	cfg := o.cfg
 	if cfg == nil {
 		cfg = &durable.Config{}
@@ -52,11 +91,14 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 50 * time.Millisecond
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	}
 	e, err := durable.New(st, cfg)
 	require.NoError(t, err)
 	e.MustRegister(o.defs...)
 	e.NewWorker(nil)
-	b := &testBundle{e: e, st: st, path: path}
+	b := &testBundle{e: e, st: st}
 	if !o.noStart {
 		require.NoError(t, e.Start(context.Background()))
 	}
@@ -75,6 +117,15 @@ func (b *testBundle) stop(t *testing.T) {
 	require.NoError(t, b.e.Stop(ctx))
 	require.NoError(t, b.st.Close())
 	b.st = nil
+}
+
+// testWriter sends the engine's log to the test's log, shown for failed
+// tests and with -v.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 func testContext(t *testing.T) context.Context {

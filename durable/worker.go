@@ -27,10 +27,16 @@ type WorkerOptions struct {
 // Worker executes the workflow and activity tasks of one task queue. Create
 // workers with Engine.NewWorker before Engine.Start.
 type Worker struct {
-	e    *Engine
-	opts WorkerOptions
-	wfWG sync.WaitGroup
-	acWG sync.WaitGroup
+	e     *Engine
+	opts  WorkerOptions
+	wfWG  sync.WaitGroup
+	acWG  sync.WaitGroup
+	wfSem chan struct{} // one token per running workflow task
+	acSem chan struct{} // one token per running activity attempt
+	// runCtx is the engine's run context while started; nil before.
+	runCtx context.Context
+	// stopping is set, under mu, before Stop waits for in-flight tasks.
+	stopping bool
 
 	mu        sync.Mutex
 	acCancels map[*activityCtx]context.CancelFunc
@@ -52,7 +58,13 @@ func (e *Engine) NewWorker(opts *WorkerOptions) *Worker {
 	if o.MaxConcurrentActivities <= 0 {
 		o.MaxConcurrentActivities = 64
 	}
-	w := &Worker{e: e, opts: o, acCancels: map[*activityCtx]context.CancelFunc{}}
+	w := &Worker{
+		e:         e,
+		opts:      o,
+		wfSem:     make(chan struct{}, o.MaxConcurrentWorkflowTasks),
+		acSem:     make(chan struct{}, o.MaxConcurrentActivities),
+		acCancels: map[*activityCtx]context.CancelFunc{},
+	}
 	e.mu.Lock()
 	e.workers = append(e.workers, w)
 	e.mu.Unlock()
@@ -78,12 +90,31 @@ func (e *Engine) Start(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); e.timerLoop(runCtx) }()
 	for _, w := range workers {
+		w.mu.Lock()
+		w.runCtx = runCtx
+		w.mu.Unlock()
 		wg.Add(2)
 		go func() { defer wg.Done(); w.pollWorkflowTasks(runCtx) }()
 		go func() { defer wg.Done(); w.pollActivities(runCtx) }()
 	}
+	if n, ok := e.store.(notifier); ok {
+		ch := n.Notifications(runCtx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for q := range ch {
+				e.notifyQueue(q)
+				e.notifyActivityQueue(q)
+			}
+		}()
+	}
 	go func() {
 		wg.Wait()
+		for _, w := range workers {
+			w.mu.Lock()
+			w.stopping = true
+			w.mu.Unlock()
+		}
 		for _, w := range workers {
 			w.wfWG.Wait()
 			w.acWG.Wait()
@@ -141,7 +172,7 @@ func (w *Worker) cancelActivities() {
 // pollWorkflowTasks claims and runs workflow tasks until ctx ends.
 func (w *Worker) pollWorkflowTasks(ctx context.Context) {
 	e := w.e
-	sem := make(chan struct{}, w.opts.MaxConcurrentWorkflowTasks)
+	sem := w.wfSem
 	wake := e.queueChan("w/" + w.opts.TaskQueue)
 	for ctx.Err() == nil {
 		free := cap(sem) - len(sem)
@@ -164,11 +195,7 @@ func (w *Worker) pollWorkflowTasks(ctx context.Context) {
 		}
 		for _, t := range tasks {
 			sem <- struct{}{}
-			w.wfWG.Add(1)
-			go func() {
-				defer func() { <-sem; w.wfWG.Done() }()
-				w.runWorkflowTask(context.WithoutCancel(ctx), t)
-			}()
+			w.dispatchWorkflowTask(t)
 		}
 		if len(tasks) == free && free > 0 {
 			continue
@@ -179,6 +206,94 @@ func (w *Worker) pollWorkflowTasks(ctx context.Context) {
 		case <-ctx.Done():
 		}
 	}
+}
+
+// notifier is implemented by stores that push wake-ups from other
+// processes (pgstore's LISTEN/NOTIFY).
+type notifier interface {
+	Notifications(ctx context.Context) <-chan string
+}
+
+// dispatchWorkflowTask runs a claimed task in a new goroutine; the caller
+// holds a wfSem token, which is given back when the task is done. Once the
+// worker is stopping the task is not run: its lease expires and another
+// worker takes it.
+func (w *Worker) dispatchWorkflowTask(t store.WorkflowTask) {
+	if !w.track(&w.wfWG) {
+		<-w.wfSem
+		now := w.e.clock.Now()
+		_ = w.e.store.FailWorkflowTask(context.Background(), store.FailWorkflowTaskParams{
+			RunID: t.Run.RunID, Token: t.Token, RetryAt: now, Now: now,
+		})
+		return
+	}
+	go func() {
+		defer func() { <-w.wfSem; w.wfWG.Done() }()
+		w.runWorkflowTask(context.Background(), t)
+	}()
+}
+
+// dispatchActivity is dispatchWorkflowTask for an activity.
+func (w *Worker) dispatchActivity(t store.ActivityTask) {
+	if !w.track(&w.acWG) {
+		<-w.acSem
+		now := w.e.clock.Now()
+		_ = w.e.store.RetryActivityTask(context.Background(), store.RetryActivityTaskParams{
+			RunID: t.RunID, Seq: t.Seq, Token: t.Token, RetryAt: now, Now: now,
+			Attempt: store.ActivityAttempt{RunID: t.RunID, Seq: t.Seq, Attempt: t.Attempt, ActivityType: t.ActivityType,
+				Owner: w.e.cfg.Identity, StartedAt: t.StartedAt, EndedAt: now, Outcome: "canceled", Error: "worker shutting down"},
+		})
+		return
+	}
+	go func() {
+		defer func() { <-w.acSem; w.acWG.Done() }()
+		w.runActivity(t)
+	}()
+}
+
+// track adds one to wg unless the worker is stopping.
+func (w *Worker) track(wg *sync.WaitGroup) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopping {
+		return false
+	}
+	wg.Add(1)
+	return true
+}
+
+// tryAcquire takes a token of sem if the worker is running and one is free.
+func (w *Worker) tryAcquire(sem chan struct{}) bool {
+	w.mu.Lock()
+	running := w.runCtx != nil && w.runCtx.Err() == nil
+	w.mu.Unlock()
+	if !running {
+		return false
+	}
+	select {
+	case sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// localWorker returns this engine's worker for a task queue, or nil.
+func (e *Engine) localWorker(queue string) *Worker {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, w := range e.workers {
+		if w.opts.TaskQueue == queue {
+			return w
+		}
+	}
+	return nil
+}
+
+// eagerLease returns the lease to request for a task created by this
+// process, or nil.
+func (e *Engine) eagerLease() *store.EagerLease {
+	return &store.EagerLease{Owner: e.cfg.Identity, LeaseUntil: e.clock.Now().Add(e.cfg.WorkflowTaskTimeout)}
 }
 
 // runWorkflowTask executes one workflow task: it restores the run (from the
@@ -239,7 +354,33 @@ func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask) {
 	if n := len(t.Inbox); n > 0 {
 		p.InboxUpTo = t.Inbox[n-1].ID
 	}
-	res, err := e.store.CompleteWorkflowTask(ctx, p)
+	// Eager dispatch: lease new activities to this process, in the commit,
+	// when a local worker of their queue has room.
+	eager := map[int64]*Worker{}
+	if rs.closeRun == nil {
+		for _, a := range rs.activities {
+			if aw := e.localWorker(a.TaskQueue); aw != nil && aw.tryAcquire(aw.acSem) {
+				eager[a.Seq] = aw
+				p.EagerActivities = append(p.EagerActivities, a.Seq)
+			}
+		}
+		p.EagerOwner = e.cfg.Identity
+	}
+	var res store.CompleteWorkflowTaskResult
+	err := e.retryWrite(ctx, "complete workflow task", func() error {
+		var err error
+		res, err = e.store.CompleteWorkflowTask(ctx, p)
+		return err
+	})
+	for _, a := range res.Activities {
+		if aw := eager[a.Seq]; aw != nil {
+			delete(eager, a.Seq)
+			aw.dispatchActivity(a)
+		}
+	}
+	for _, aw := range eager {
+		<-aw.acSem // not leased: give the slot back
+	}
 	if err != nil {
 		rs.close()
 		if errors.Is(err, store.ErrLeaseLost) {
@@ -249,8 +390,10 @@ func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask) {
 		e.logger.Error("commit workflow task", "run_id", t.Run.RunID, "error", err)
 		return
 	}
-	for _, a := range rs.activities {
-		e.notifyActivityQueue(a.TaskQueue)
+	if len(res.Activities) < len(rs.activities) {
+		for _, a := range rs.activities {
+			e.notifyActivityQueue(a.TaskQueue)
+		}
 	}
 	if len(rs.timers) > 0 || len(rs.activities) > 0 {
 		e.wakeTimers()
@@ -345,7 +488,7 @@ func (w *Worker) releaseWorkflowTask(ctx context.Context, t store.WorkflowTask, 
 // pollActivities claims and runs activity tasks until ctx ends.
 func (w *Worker) pollActivities(ctx context.Context) {
 	e := w.e
-	sem := make(chan struct{}, w.opts.MaxConcurrentActivities)
+	sem := w.acSem
 	wake := e.queueChan("a/" + w.opts.TaskQueue)
 	for ctx.Err() == nil {
 		free := cap(sem) - len(sem)
@@ -365,11 +508,7 @@ func (w *Worker) pollActivities(ctx context.Context) {
 		}
 		for _, t := range tasks {
 			sem <- struct{}{}
-			w.acWG.Add(1)
-			go func() {
-				defer func() { <-sem; w.acWG.Done() }()
-				w.runActivity(t)
-			}()
+			w.dispatchActivity(t)
 		}
 		if len(tasks) == free && free > 0 {
 			continue
@@ -462,7 +601,7 @@ func (w *Worker) recordOutcome(t store.ActivityTask, ac *activityCtx, result []b
 	var err error
 	switch {
 	case runErr == nil:
-		err = e.store.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
+		err = w.completeActivity(ctx, store.CompleteActivityTaskParams{
 			RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, Now: now,
 			Item: store.NewInboxItem{Type: EventActivityCompleted, Data: mustMarshal(&eventData{Seq: t.Seq, Result: result, Attempt: t.Attempt})},
 		})
@@ -511,8 +650,10 @@ func (w *Worker) failActivity(ctx context.Context, t store.ActivityTask, att sto
 	if policy.retryable(f, t.Attempt) {
 		retryAt := now.Add(policy.delay(t.Attempt))
 		if t.ScheduleToCloseDeadline.IsZero() || retryAt.Before(t.ScheduleToCloseDeadline) {
-			err := e.store.RetryActivityTask(ctx, store.RetryActivityTaskParams{
-				RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, RetryAt: retryAt, Now: now,
+			err := e.retryWrite(ctx, "retry activity", func() error {
+				return e.store.RetryActivityTask(ctx, store.RetryActivityTaskParams{
+					RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, RetryAt: retryAt, Now: now,
+				})
 			})
 			if err == nil {
 				e.wakeTimers()
@@ -520,10 +661,40 @@ func (w *Worker) failActivity(ctx context.Context, t store.ActivityTask, att sto
 			return err
 		}
 	}
-	return e.store.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
+	return w.completeActivity(ctx, store.CompleteActivityTaskParams{
 		RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, Now: now,
 		Item: store.NewInboxItem{Type: EventActivityFailed, Data: mustMarshal(&eventData{Seq: t.Seq, Failure: f, Attempt: t.Attempt})},
 	})
+}
+
+// completeActivity records an activity's outcome. When the run is cached in
+// this process and its worker has room, the run's next workflow task is
+// leased in the same transaction and run here, with no poll in between.
+func (w *Worker) completeActivity(ctx context.Context, p store.CompleteActivityTaskParams) error {
+	e := w.e
+	var ww *Worker
+	if queue, ok := e.cache.queueOf(p.RunID); ok {
+		if ww = e.localWorker(queue); ww != nil && !ww.tryAcquire(ww.wfSem) {
+			ww = nil
+		}
+	}
+	if ww != nil {
+		p.Eager = e.eagerLease()
+	}
+	var res store.CompleteActivityTaskResult
+	err := e.retryWrite(ctx, "complete activity", func() error {
+		var err error
+		res, err = e.store.CompleteActivityTask(ctx, p)
+		return err
+	})
+	switch {
+	case err == nil && res.Task != nil && ww != nil:
+		ww.dispatchWorkflowTask(*res.Task)
+		return nil
+	case ww != nil:
+		<-ww.wfSem
+	}
+	return err
 }
 
 // notifyAllWorkflowQueues wakes the local workflow pollers after an
@@ -661,7 +832,7 @@ func (e *Engine) timeoutActivity(ctx context.Context, t store.ActivityTask) {
 	var err error
 	if final {
 		f.NonRetryable = true
-		err = e.store.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
+		_, err = e.store.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
 			RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, Now: now,
 			Item: store.NewInboxItem{Type: EventActivityFailed, Data: mustMarshal(&eventData{Seq: t.Seq, Failure: f, Attempt: t.Attempt})},
 		})

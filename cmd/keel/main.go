@@ -4,18 +4,26 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/keelhq/keel/durable"
+	"github.com/keelhq/keel/durable/store"
+	"github.com/keelhq/keel/durable/store/pgstore"
+	"github.com/keelhq/keel/durable/store/sqlitestore"
 	"github.com/keelhq/keel/internal/demo"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := rootCmd().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "keel:", err)
@@ -30,8 +38,97 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(demoCmd())
+	root.AddCommand(demoCmd(), workerCmd())
 	return root
+}
+
+// openStore opens the store named by dsn: a postgres:// or postgresql://
+// URL, or else a SQLite file path.
+func openStore(ctx context.Context, dsn string) (store.Store, func(), error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open %s: %w", redact(dsn), err)
+		}
+		st, err := pgstore.New(ctx, pool, nil)
+		if err != nil {
+			pool.Close()
+			return nil, nil, fmt.Errorf("open %s: %w", redact(dsn), err)
+		}
+		return st, func() { _ = st.Close(); pool.Close() }, nil
+	}
+	st, err := sqlitestore.Open(dsn, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", dsn, err)
+	}
+	return st, func() { _ = st.Close() }, nil
+}
+
+// redact hides a URL's password.
+func redact(dsn string) string {
+	if at := strings.LastIndex(dsn, "@"); at > 0 {
+		if scheme := strings.Index(dsn, "://"); scheme > 0 && scheme+3 < at {
+			return dsn[:scheme+3] + "…" + dsn[at:]
+		}
+	}
+	return dsn
+}
+
+func workerCmd() *cobra.Command {
+	var (
+		db          string
+		queue       string
+		wfSlots     int
+		actSlots    int
+		pollEvery   time.Duration
+		stopTimeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run workers only (no HTTP), for scale-out: many processes may share one Postgres",
+		Long: `Run the engine's workers for one task queue until SIGINT or SIGTERM, with the
+workflows built into this binary. Start as many worker processes as you like,
+on as many machines, against one PostgreSQL database.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			st, closeStore, err := openStore(ctx, db)
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			e, err := durable.New(st, &durable.Config{Logger: logger, PollInterval: pollEvery})
+			if err != nil {
+				return err
+			}
+			_, defs := demo.Definitions(cmd.OutOrStdout())
+			e.MustRegister(defs...)
+			e.NewWorker(&durable.WorkerOptions{TaskQueue: queue, MaxConcurrentWorkflowTasks: wfSlots, MaxConcurrentActivities: actSlots})
+			if err := e.Start(context.WithoutCancel(ctx)); err != nil {
+				return err
+			}
+			logger.Info("worker started", "db", redact(db), "task_queue", queue)
+			<-ctx.Done()
+			logger.Info("stopping: finishing in-flight tasks", "timeout", stopTimeout)
+			stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+			defer cancel()
+			return e.Stop(stopCtx)
+		},
+	}
+	cmd.Flags().StringVar(&db, "db", envOr("KEEL_DB", "keel.db"), "SQLite file or postgres:// URL (env KEEL_DB)")
+	cmd.Flags().StringVar(&queue, "queue", "default", "task queue to poll")
+	cmd.Flags().IntVar(&wfSlots, "workflow-concurrency", 16, "workflow tasks run at once")
+	cmd.Flags().IntVar(&actSlots, "activity-concurrency", 64, "activities run at once")
+	cmd.Flags().DurationVar(&pollEvery, "poll-interval", time.Second, "slow poll for work made runnable by other processes")
+	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long a graceful stop waits for in-flight tasks")
+	return cmd
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }
 
 func demoCmd() *cobra.Command {

@@ -118,6 +118,18 @@ type NewInboxItem struct {
 	Data []byte
 }
 
+// EagerLease asks a write that makes a workflow task runnable to lease it,
+// in the same transaction, to the caller: the eager-dispatch fast path. The
+// lease is exactly what ClaimWorkflowTasks would have made (new token,
+// attempt+1, LeaseUntil), so a crash after it is recovered the same way,
+// and the token is fenced like a claimed one.
+type EagerLease struct {
+	Owner string // as ClaimParams.Owner
+	// LeaseUntil must be after the call's Now, as for ClaimWorkflowTasks;
+	// otherwise the call fails and writes nothing.
+	LeaseUntil time.Time
+}
+
 // CreateRunParams starts a run. The store writes StartEvent as history event 1
 // and makes a workflow task runnable for it.
 type CreateRunParams struct {
@@ -129,6 +141,9 @@ type CreateRunParams struct {
 	StartEvent   Event // ID is ignored (always 1); Time is Now when zero
 	ReusePolicy  IDReusePolicy
 	Now          time.Time
+	// Eager, when set, leases the new run's first workflow task to the
+	// caller (CreateRunResult.Task). Ignored when no run is created.
+	Eager *EagerLease
 }
 
 // CreateRunResult says which run the workflow ID now designates.
@@ -137,6 +152,9 @@ type CreateRunResult struct {
 	// Created is false when a run with the workflow ID was already running;
 	// Run is then that run and nothing was written.
 	Created bool
+	// Task is the leased first workflow task when Eager was set and the run
+	// created; its Inbox is empty.
+	Task *WorkflowTask
 }
 
 // ClaimParams asks for up to Limit runnable tasks on one task queue.
@@ -226,6 +244,20 @@ type CompleteWorkflowTaskParams struct {
 	// inbox are deleted.
 	Close *CloseRun
 	Now   time.Time
+	// EagerActivities lists seqs of ScheduleActivities to lease, in the same
+	// transaction, to EagerOwner, exactly as ClaimActivityTasks would at Now
+	// (attempt 1, new token, StartedAt Now, lease expiry from the task's
+	// timeouts). They are returned in CompleteWorkflowTaskResult.Activities.
+	//
+	// Each seq must be the Seq of one of ScheduleActivities and be listed
+	// once; otherwise the commit fails (with an error other than
+	// ErrLeaseLost) and nothing is written. A listed activity that
+	// ClaimActivityTasks would not claim at Now (ReadyAt after Now, or a
+	// schedule-to-start or schedule-to-close deadline at or before Now) is
+	// scheduled unleased and left out of Activities. Nothing is leased when
+	// Close is set.
+	EagerActivities []int64
+	EagerOwner      string // as ClaimParams.Owner
 }
 
 // CompleteWorkflowTaskResult reports what happened to the task.
@@ -233,6 +265,9 @@ type CompleteWorkflowTaskResult struct {
 	// Pending is true when inbox items arrived after the claim, so the
 	// workflow task is runnable again.
 	Pending bool
+	// Activities are the eagerly leased activity tasks, in the order of
+	// EagerActivities (omitting those not leased; see there).
+	Activities []ActivityTask
 }
 
 // FailWorkflowTaskParams releases a workflow task that could not complete
@@ -269,6 +304,17 @@ type CompleteActivityTaskParams struct {
 	Attempt ActivityAttempt
 	Item    NewInboxItem
 	Now     time.Time
+	// Eager, when set, leases the run's workflow task to the caller in the
+	// same transaction if it is then claimable (unleased, or its lease
+	// expired, and ready at Now), returning it with its full inbox in
+	// CompleteActivityTaskResult.Task. A task leased elsewhere or backing
+	// off is left alone.
+	Eager *EagerLease
+}
+
+// CompleteActivityTaskResult carries the eagerly leased workflow task.
+type CompleteActivityTaskResult struct {
+	Task *WorkflowTask // nil unless Eager was set and the task was claimable
 }
 
 // RetryActivityTaskParams records a failed attempt and makes the task
@@ -376,7 +422,7 @@ type Store interface {
 	// (and never, if both are zero).
 	ClaimActivityTasks(ctx context.Context, p ClaimParams) ([]ActivityTask, error)
 	// CompleteActivityTask records a final outcome (ErrLeaseLost when fenced).
-	CompleteActivityTask(ctx context.Context, p CompleteActivityTaskParams) error
+	CompleteActivityTask(ctx context.Context, p CompleteActivityTaskParams) (CompleteActivityTaskResult, error)
 	// RetryActivityTask records a failed attempt and schedules the next
 	// (ErrLeaseLost when fenced).
 	RetryActivityTask(ctx context.Context, p RetryActivityTaskParams) error

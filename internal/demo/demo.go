@@ -163,18 +163,13 @@ type Ticket struct {
 	Question   string `json:"question"`
 }
 
-// Worker runs one demo worker process: it starts the demo run, or finds it
-// running, and works until the run completes.
-func Worker(ctx context.Context, db string, out io.Writer) error {
-	st, err := sqlitestore.Open(db, nil)
-	if err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
-	defer st.Close()
-	e, err := durable.New(st, &durable.Config{PollInterval: 100 * time.Millisecond, WorkflowTaskTimeout: 2 * time.Second})
-	if err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
+// Support is the demo's workflow: fetch a customer, search the knowledge
+// base, generate a reply with the offline model, send the email.
+type Support = durable.Workflow[Ticket, string]
+
+// Definitions returns the demo's workflow and its activities; the
+// activities narrate each step to out as it happens.
+func Definitions(out io.Writer) (*Support, []durable.Definition) {
 	say := func(ctx context.Context, step int, format string, args ...any) {
 		info, _ := durable.GetActivityInfo(ctx)
 		fmt.Fprintf(out, "%s%d → step %d %s (attempt %d, key %s)\n", stepMarker, step, step, fmt.Sprintf(format, args...), info.Attempt, info.IdempotencyKey)
@@ -219,7 +214,23 @@ func Worker(ctx context.Context, db string, out io.Writer) error {
 		}
 		return reply, nil
 	})
-	e.MustRegister(fetch, search, generate, send, support)
+	return support, []durable.Definition{fetch, search, generate, send, support}
+}
+
+// Worker runs one demo worker process: it starts the demo run, or finds it
+// running, and works until the run completes.
+func Worker(ctx context.Context, db string, out io.Writer) error {
+	st, err := sqlitestore.Open(db, nil)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	defer st.Close()
+	e, err := durable.New(st, &durable.Config{PollInterval: 100 * time.Millisecond, WorkflowTaskTimeout: 2 * time.Second})
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	support, defs := Definitions(out)
+	e.MustRegister(defs...)
 	e.NewWorker(nil)
 	if err := e.Start(ctx); err != nil {
 		return fmt.Errorf("worker: %w", err)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keelhq/keel/durable/store"
@@ -18,17 +19,23 @@ const activityColumns = `run_id, seq, workflow_id, activity_type, task_queue, in
 	scheduled_at, ready_at, schedule_to_start_deadline, schedule_to_close_deadline, start_to_close,
 	heartbeat_timeout, heartbeat_details, token, owner, started_at, lease_expires_at, cancel_requested`
 
-// scanActivityTask reads one row of activityColumns.
-func scanActivityTask(row pgx.Row) (store.ActivityTask, error) {
+// activityLeaseSQL is the length of the lease on activity task "a" from
+// its start: the earlier of its start-to-close and heartbeat timeouts,
+// NULL (no expiry) when neither is set.
+const activityLeaseSQL = `least(nullif(a.start_to_close, 0), nullif(a.heartbeat_timeout, 0))`
+
+// scanActivityTask reads one row of activityColumns, followed by extra
+// columns into extra.
+func scanActivityTask(row pgx.Row, extra ...any) (store.ActivityTask, error) {
 	var (
 		a                         store.ActivityTask
 		scheduled, ready, stc, hb int64
 		s2s, s2c, started, lease  *int64
 		token, owner              *string
 	)
-	err := row.Scan(&a.RunID, &a.Seq, &a.WorkflowID, &a.ActivityType, &a.TaskQueue, &a.Input, &a.Options,
-		&a.Attempt, &scheduled, &ready, &s2s, &s2c, &stc, &hb, &a.HeartbeatDetails, &token, &owner, &started,
-		&lease, &a.CancelRequested)
+	err := row.Scan(append([]any{&a.RunID, &a.Seq, &a.WorkflowID, &a.ActivityType, &a.TaskQueue, &a.Input,
+		&a.Options, &a.Attempt, &scheduled, &ready, &s2s, &s2c, &stc, &hb, &a.HeartbeatDetails, &token, &owner,
+		&started, &lease, &a.CancelRequested}, extra...)...)
 	if err != nil {
 		return store.ActivityTask{}, err
 	}
@@ -74,7 +81,7 @@ WITH picked AS (
 )
 UPDATE keel_activity_tasks a
 SET token = gen_random_uuid()::text, owner = $4, started_at = $2, wake_at = NULL,
-	lease_expires_at = $2 + least(nullif(a.start_to_close, 0), nullif(a.heartbeat_timeout, 0))
+	lease_expires_at = $2 + ` + activityLeaseSQL + `
 FROM picked
 WHERE a.run_id = picked.run_id AND a.seq = picked.seq
 RETURNING ` + qualify("a", activityColumns)
@@ -147,23 +154,72 @@ WITH target AS (
 	SELECT run_id, task_queue FROM keel_runs WHERE run_id = $1
 ), ` + wakeRun(2, 3, 4, 5) + `
 SELECT count(*) FROM notified`
+
+	// With an eager lease, the outcome is written without a notification:
+	// the task is claimable, and then leased by leaseWorkflowTaskSQL, or
+	// it is not, and nobody could claim it.
+	activityOutcomeEagerSQL = `
+WITH target AS (
+	SELECT run_id, task_queue FROM keel_runs WHERE run_id = $1
+), ` + wakeRunUnnotified(2, 3, 4) + `
+SELECT count(*) FROM task`
+
+	// leaseWorkflowTaskSQL leases run $1's workflow task, if it is
+	// claimable at $2, as claimWorkflowTasksSQL does (token $3, owner $4,
+	// lease expiry $5), and reads it as claimedWorkflowTasksSQL does. The
+	// task row is locked already (by the inbox write before it), and the
+	// run row too, so the statement's snapshot has every inbox item of the
+	// run and its current row.
+	leaseWorkflowTaskSQL = `
+WITH leased AS (
+	UPDATE keel_workflow_tasks SET token = $3, owner = $4, ready_at = $5, wake_at = $5, lease_expires_at = $5,
+		attempt = attempt + 1
+	WHERE run_id = $1 AND ready_at <= $2
+	RETURNING run_id, token, attempt
+)` + leasedWorkflowTasks("leased")
 )
 
 // CompleteActivityTask deletes the activity task, records p.Attempt, and
 // writes p.Item to the run's inbox, which makes its workflow task runnable,
 // in one round trip.
-func (s *Store) CompleteActivityTask(ctx context.Context, p store.CompleteActivityTaskParams) error {
+//
+// With p.Eager, the same round trip also leases the run's workflow task to
+// the caller if it is claimable then, as ClaimWorkflowTasks would, and
+// returns it with the run and its whole inbox. The task is not notified.
+func (s *Store) CompleteActivityTask(ctx context.Context, p store.CompleteActivityTaskParams) (store.CompleteActivityTaskResult, error) {
 	now := nowOr(p.Now)
+	fail := func(err error) (store.CompleteActivityTaskResult, error) {
+		return store.CompleteActivityTaskResult{}, fmt.Errorf("pgstore: complete activity %s/%d: %w", p.RunID, p.Seq, err)
+	}
+	if e := p.Eager; e != nil && !e.LeaseUntil.After(now) {
+		return fail(fmt.Errorf("eager LeaseUntil %v is not after Now %v", e.LeaseUntil, now))
+	}
 	a := p.Attempt
+	var res store.CompleteActivityTaskResult
 	b := &pgx.Batch{}
 	b.Queue(lockRunSharedSQL, p.RunID)
 	b.Queue(deleteActivityTaskSQL, p.RunID, p.Seq, p.Token, a.Attempt, a.ActivityType, a.Owner,
 		nullNanos(a.StartedAt), nullNanos(a.EndedAt), a.Outcome, a.Error)
-	b.Queue(activityOutcomeSQL, p.RunID, nanos(now), p.Item.Type, p.Item.Data, s.channel)
-	if err := s.send(ctx, b); err != nil {
-		return fmt.Errorf("pgstore: complete activity %s/%d: %w", p.RunID, p.Seq, err)
+	if e := p.Eager; e == nil {
+		b.Queue(activityOutcomeSQL, p.RunID, nanos(now), p.Item.Type, p.Item.Data, s.channel)
+	} else {
+		b.Queue(activityOutcomeEagerSQL, p.RunID, nanos(now), p.Item.Type, p.Item.Data)
+		b.Queue(leaseWorkflowTaskSQL, p.RunID, nanos(now), uuid.NewString(), e.Owner, nanos(e.LeaseUntil)).
+			Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					wt, err := scanWorkflowTask(rows)
+					if err != nil {
+						return err
+					}
+					res.Task = &wt
+				}
+				return rows.Err()
+			})
 	}
-	return nil
+	if err := s.send(ctx, b); err != nil {
+		return fail(err)
+	}
+	return res, nil
 }
 
 // retryActivityTaskSQL makes a task claimable again at $11 as the next

@@ -2,6 +2,7 @@ package pgstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -17,11 +18,12 @@ import (
 )
 
 // roundTrips counts the queries, batches and prepares a pool sends: one
-// round trip each.
-type roundTrips struct{ n atomic.Int64 }
+// round trip each. stmts counts the statements they run.
+type roundTrips struct{ n, stmts atomic.Int64 }
 
 func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
 	r.n.Add(1)
+	r.stmts.Add(1)
 	return ctx
 }
 
@@ -32,8 +34,11 @@ func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.Tra
 	return ctx
 }
 
-func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
+	r.stmts.Add(1)
+}
+
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 func (r *roundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
 	r.n.Add(1)
@@ -95,7 +100,7 @@ func workflow(ctx context.Context, st store.Store, id string, now time.Time, cou
 	}
 	count("ClaimActivityTasks")
 	for _, a := range acts {
-		if err := st.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
+		if _, err := st.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
 			RunID: id, Seq: a.Seq, Token: a.Token,
 			Attempt: store.ActivityAttempt{Attempt: 1, ActivityType: "charge", Owner: "bench", StartedAt: now, EndedAt: now, Outcome: "completed"},
 			Item:    store.NewInboxItem{Type: "activity_completed", Data: []byte(`{"result":1}`)}, Now: now,
@@ -125,6 +130,182 @@ func workflow(ctx context.Context, st store.Store, id string, now time.Time, cou
 	return nil
 }
 
+// eagerWorkflow runs the same workflow as workflow through the eager
+// fast paths, in 6 store calls instead of 9: the start leases the first
+// workflow task, its commit leases the three activities, and the last
+// activity's completion leases the workflow task with the three results.
+func eagerWorkflow(ctx context.Context, st store.Store, id string, now time.Time, count func(method string)) error {
+	queue, activityQueue := "q-"+id, "aq-"+id
+	lease := &store.EagerLease{Owner: "bench", LeaseUntil: now.Add(time.Minute)}
+	res, err := st.CreateRun(ctx, store.CreateRunParams{
+		RunID: id, WorkflowID: "wf-" + id, WorkflowType: "order", TaskQueue: queue,
+		Input: []byte(`{"order":1}`), StartEvent: store.Event{Type: "started", Data: []byte(`{}`)}, Now: now,
+		Eager: lease,
+	})
+	if err != nil {
+		return err
+	}
+	if res.Task == nil {
+		return errors.New("create run: no eager task")
+	}
+	count("CreateRun")
+	p := store.CompleteWorkflowTaskParams{
+		RunID: id, Token: res.Task.Token, ExpectedHistoryLen: 1, Now: now, EagerOwner: "bench",
+	}
+	for seq := int64(2); seq <= 4; seq++ {
+		p.Events = append(p.Events, store.Event{ID: seq, Type: "activity_scheduled", Data: []byte(`{}`)})
+		p.ScheduleActivities = append(p.ScheduleActivities, store.ActivityTask{
+			Seq: seq, ActivityType: "charge", TaskQueue: activityQueue, Input: []byte(`{}`),
+			StartToClose: time.Minute, ScheduledAt: now, ReadyAt: now,
+		})
+		p.EagerActivities = append(p.EagerActivities, seq)
+	}
+	committed, err := st.CompleteWorkflowTask(ctx, p)
+	if err != nil {
+		return err
+	}
+	if len(committed.Activities) != 3 {
+		return fmt.Errorf("complete workflow task: %d eager activities", len(committed.Activities))
+	}
+	count("CompleteWorkflowTask")
+	var wt *store.WorkflowTask
+	for i, a := range committed.Activities {
+		cp := store.CompleteActivityTaskParams{
+			RunID: id, Seq: a.Seq, Token: a.Token,
+			Attempt: store.ActivityAttempt{Attempt: 1, ActivityType: "charge", Owner: "bench", StartedAt: now, EndedAt: now, Outcome: "completed"},
+			Item:    store.NewInboxItem{Type: "activity_completed", Data: []byte(`{"result":1}`)}, Now: now,
+		}
+		if i == len(committed.Activities)-1 {
+			cp.Eager = lease
+		}
+		res, err := st.CompleteActivityTask(ctx, cp)
+		if err != nil {
+			return err
+		}
+		wt = res.Task
+		count("CompleteActivityTask")
+	}
+	if wt == nil || len(wt.Inbox) != 3 {
+		return fmt.Errorf("complete activity task: eager task %+v", wt)
+	}
+	return closeRun(ctx, st, wt, now, count)
+}
+
+// closeRun commits wt, moving its inbox into the history, and completes
+// the run.
+func closeRun(ctx context.Context, st store.Store, wt *store.WorkflowTask, now time.Time, count func(string)) error {
+	n := wt.Run.HistoryLen
+	p := store.CompleteWorkflowTaskParams{
+		RunID: wt.Run.RunID, Token: wt.Token, ExpectedHistoryLen: n, InboxUpTo: wt.Inbox[len(wt.Inbox)-1].ID, Now: now,
+		Close: &store.CloseRun{Status: store.StatusCompleted, Result: []byte(`"ok"`)},
+	}
+	for _, it := range wt.Inbox {
+		n++
+		p.Events = append(p.Events, store.Event{ID: n, Type: it.Type, Time: it.Time, Data: it.Data})
+	}
+	p.Events = append(p.Events, store.Event{ID: n + 1, Type: "completed", Data: []byte(`"ok"`)})
+	if _, err := st.CompleteWorkflowTask(ctx, p); err != nil {
+		return err
+	}
+	count("CompleteWorkflowTask")
+	return nil
+}
+
+// sequentialWorkflow runs a workflow whose three activities run one after
+// another, each scheduled by the workflow task that got the previous one's
+// result. Without eager it takes 15 store calls: start, then per activity
+// a claim and commit of the workflow task and a claim and completion of the
+// activity, then a claim and commit that completes the run. With eager it
+// takes 8: each write leases the task it makes runnable to the caller.
+func sequentialWorkflow(ctx context.Context, st store.Store, id string, now time.Time, eager bool, count func(method string)) error {
+	queue, activityQueue := "q-"+id, "aq-"+id
+	lease := store.EagerLease{Owner: "bench", LeaseUntil: now.Add(time.Minute)}
+	claim := store.ClaimParams{TaskQueue: queue, Owner: "bench", Limit: 1, Now: now, LeaseUntil: lease.LeaseUntil}
+	claimWorkflowTask := func() (*store.WorkflowTask, error) {
+		wts, err := st.ClaimWorkflowTasks(ctx, claim)
+		if err != nil || len(wts) != 1 {
+			return nil, fmt.Errorf("claim: %d tasks, %w", len(wts), err)
+		}
+		count("ClaimWorkflowTasks")
+		return &wts[0], nil
+	}
+
+	cp := store.CreateRunParams{
+		RunID: id, WorkflowID: "wf-" + id, WorkflowType: "order", TaskQueue: queue,
+		Input: []byte(`{"order":1}`), StartEvent: store.Event{Type: "started", Data: []byte(`{}`)}, Now: now,
+	}
+	if eager {
+		cp.Eager = &lease
+	}
+	res, err := st.CreateRun(ctx, cp)
+	if err != nil {
+		return err
+	}
+	count("CreateRun")
+	wt := res.Task
+	for range 3 {
+		if wt == nil {
+			if wt, err = claimWorkflowTask(); err != nil {
+				return err
+			}
+		}
+		// Move the inbox into the history and schedule the next activity.
+		seq := wt.Run.HistoryLen + int64(len(wt.Inbox)) + 1
+		p := store.CompleteWorkflowTaskParams{RunID: id, Token: wt.Token, ExpectedHistoryLen: wt.Run.HistoryLen, Now: now}
+		for i, it := range wt.Inbox {
+			p.Events = append(p.Events, store.Event{ID: wt.Run.HistoryLen + int64(i) + 1, Type: it.Type, Time: it.Time, Data: it.Data})
+			p.InboxUpTo = it.ID
+		}
+		p.Events = append(p.Events, store.Event{ID: seq, Type: "activity_scheduled", Data: []byte(`{}`)})
+		p.ScheduleActivities = []store.ActivityTask{{
+			Seq: seq, ActivityType: "charge", TaskQueue: activityQueue, Input: []byte(`{}`),
+			StartToClose: time.Minute, ScheduledAt: now, ReadyAt: now,
+		}}
+		if eager {
+			p.EagerActivities, p.EagerOwner = []int64{seq}, "bench"
+		}
+		committed, err := st.CompleteWorkflowTask(ctx, p)
+		if err != nil {
+			return err
+		}
+		count("CompleteWorkflowTask")
+		act := committed.Activities
+		if !eager {
+			act, err = st.ClaimActivityTasks(ctx, store.ClaimParams{TaskQueue: activityQueue, Owner: "bench", Limit: 1, Now: now})
+			if err != nil {
+				return err
+			}
+			count("ClaimActivityTasks")
+		}
+		if len(act) != 1 {
+			return fmt.Errorf("activity %d: %d tasks leased", seq, len(act))
+		}
+		ap := store.CompleteActivityTaskParams{
+			RunID: id, Seq: seq, Token: act[0].Token,
+			Attempt: store.ActivityAttempt{Attempt: 1, ActivityType: "charge", Owner: "bench", StartedAt: now, EndedAt: now, Outcome: "completed"},
+			Item:    store.NewInboxItem{Type: "activity_completed", Data: []byte(`{"result":1}`)}, Now: now,
+		}
+		if eager {
+			ap.Eager = &lease
+		}
+		completed, err := st.CompleteActivityTask(ctx, ap)
+		if err != nil {
+			return err
+		}
+		count("CompleteActivityTask")
+		wt = completed.Task
+		if eager && wt == nil {
+			return fmt.Errorf("activity %d: no eager workflow task", seq)
+		}
+	}
+	if wt == nil {
+		if wt, err = claimWorkflowTask(); err != nil {
+			return err
+		}
+	}
+	return closeRun(ctx, st, wt, now, count)
+}
+
 // Every Store method is one round trip once its statements are prepared on
 // the connection.
 func TestRoundTrips(t *testing.T) {
@@ -143,6 +324,22 @@ func TestRoundTrips(t *testing.T) {
 		last = n
 	}
 	require.NoError(t, workflow(ctx, st, "measured", base, oneEach))
+
+	// The eager fast paths too, with as many calls as they are meant to
+	// save.
+	calls := 0
+	countCalls := func(method string) { calls++; oneEach(method) }
+	require.NoError(t, eagerWorkflow(ctx, st, "eager-warm-up", base, nop))
+	last = rt.n.Load()
+	require.NoError(t, eagerWorkflow(ctx, st, "eager-measured", base, countCalls))
+	require.Equal(t, 6, calls)
+	for _, eager := range []bool{false, true} {
+		name := fmt.Sprint("sequential-", eager)
+		require.NoError(t, sequentialWorkflow(ctx, st, name+"-warm-up", base, eager, nop))
+		last, calls = rt.n.Load(), 0
+		require.NoError(t, sequentialWorkflow(ctx, st, name+"-measured", base, eager, countCalls))
+		require.Equal(t, map[bool]int{false: 15, true: 8}[eager], calls)
+	}
 
 	// The other methods, warmed up once and then counted.
 	for _, count := range []func(string){nop, oneEach} {
@@ -192,36 +389,63 @@ func TestRoundTrips(t *testing.T) {
 }
 
 // BenchmarkWorkflow runs whole three-activity workflows (9 store calls,
-// one round trip each), one after another and in parallel.
+// one round trip each), one after another and in parallel, and the same
+// workflows through the eager fast paths (6 store calls).
 func BenchmarkWorkflow(b *testing.B) {
-	for _, parallel := range []bool{false, true} {
-		b.Run(map[bool]string{false: "Serial", true: "Parallel"}[parallel], func(b *testing.B) {
-			rt := &roundTrips{}
-			st := tracedStore(b, 16, rt)
-			ctx := context.Background()
-			var n atomic.Int64
-			nop := func(string) {}
-			run := func() {
-				if err := workflow(ctx, st, fmt.Sprint("run-", n.Add(1)), base, nop); err != nil {
-					b.Fatal(err)
+	benchmarkWorkflows(b, map[string]workflowFunc{"": workflow, "Eager": eagerWorkflow})
+}
+
+// BenchmarkSequentialWorkflow runs workflows whose three activities run
+// one after another: 15 store calls, or 8 through the eager fast paths.
+func BenchmarkSequentialWorkflow(b *testing.B) {
+	benchmarkWorkflows(b, map[string]workflowFunc{
+		"": func(ctx context.Context, st store.Store, id string, now time.Time, count func(string)) error {
+			return sequentialWorkflow(ctx, st, id, now, false, count)
+		},
+		"Eager": func(ctx context.Context, st store.Store, id string, now time.Time, count func(string)) error {
+			return sequentialWorkflow(ctx, st, id, now, true, count)
+		},
+	})
+}
+
+type workflowFunc func(ctx context.Context, st store.Store, id string, now time.Time, count func(string)) error
+
+// benchmarkWorkflows runs each workflow, by name prefix, one after another
+// (Serial) and in parallel.
+func benchmarkWorkflows(b *testing.B, workflows map[string]workflowFunc) {
+	for _, prefix := range []string{"", "Eager"} {
+		for _, parallel := range []bool{false, true} {
+			name := prefix + map[bool]string{false: "Serial", true: "Parallel"}[parallel]
+			b.Run(name, func(b *testing.B) {
+				rt := &roundTrips{}
+				st := tracedStore(b, 16, rt)
+				ctx := context.Background()
+				var n atomic.Int64
+				nop := func(string) {}
+				run := func() {
+					if err := workflows[prefix](ctx, st, fmt.Sprint("run-", n.Add(1)), base, nop); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			run() // prepare the statements
-			rt.n.Store(0)
-			b.ResetTimer()
-			if parallel {
-				b.SetParallelism(4)
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
+				run() // prepare the statements
+				rt.n.Store(0)
+				rt.stmts.Store(0)
+				b.ResetTimer()
+				if parallel {
+					b.SetParallelism(4)
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							run()
+						}
+					})
+				} else {
+					for b.Loop() {
 						run()
 					}
-				})
-			} else {
-				for b.Loop() {
-					run()
 				}
-			}
-			b.ReportMetric(float64(rt.n.Load())/float64(b.N), "roundtrips/op")
-		})
+				b.ReportMetric(float64(rt.n.Load())/float64(b.N), "roundtrips/op")
+				b.ReportMetric(float64(rt.stmts.Load())/float64(b.N), "statements/op")
+			})
+		}
 	}
 }

@@ -31,6 +31,13 @@
 // loses a race to start the same workflow ID; DeleteClosedRuns one per
 // batch.
 //
+// The eager-dispatch fast paths stay within that round trip: CreateRun
+// with Eager writes the first workflow task already leased,
+// CompleteWorkflowTask with EagerActivities inserts those activity tasks
+// already leased, and CompleteActivityTask with Eager adds one statement
+// that leases the workflow task, if it is claimable, and reads it back
+// with its inbox. Without the eager fields, none of this adds a statement.
+//
 // # Concurrency
 //
 // Claims lease rows with FOR UPDATE SKIP LOCKED, so concurrent workers
@@ -51,7 +58,8 @@
 // Store.Notifications delivers the names of task queues whose tasks may
 // have become runnable, from every process sharing the database, through
 // LISTEN/NOTIFY on a channel of the schema (keel_tasks_<schema>). Pollers
-// use it to wake up at once instead of waiting for their next poll.
+// use it to wake up at once instead of waiting for their next poll. A task
+// that an eager fast path leases to its caller is not notified.
 //
 // # Retention
 //

@@ -28,7 +28,8 @@ SELECT task_queue FROM keel_activity_tasks WHERE token IS NULL`
 // Every store method that makes a task runnable now (starting a run,
 // writing to a run's inbox, requeueing a workflow task, scheduling or
 // retrying an activity, a lease expiry or backoff acknowledged by
-// FireTimers) calls pg_notify in its transaction, on a channel of the
+// FireTimers), unless it leases the task to its caller (the eager fast
+// paths), calls pg_notify in its transaction, on a channel of the
 // store's schema (keel_tasks_<schema>), so the notification is delivered
 // when, and only if, the transaction commits. One dedicated connection per
 // Store LISTENs on it; it is taken from the pool and no longer counts

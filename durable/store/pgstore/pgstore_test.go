@@ -244,7 +244,8 @@ func TestClaimRace(t *testing.T) {
 }
 
 // Concurrent starts of one workflow ID from several processes create one
-// run, and every caller gets that run.
+// run, and every caller gets that run. Half of them ask for an eager
+// lease: only the one that created the run gets its task, if it asked.
 func TestCreateRunRace(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -258,26 +259,40 @@ func TestCreateRunRace(t *testing.T) {
 		for g := range goroutines {
 			go func() {
 				<-start
-				res, err := stores[g%len(stores)].CreateRun(b.ctx, store.CreateRunParams{
+				p := store.CreateRunParams{
 					RunID: fmt.Sprintf("run-%d-%d", round, g), WorkflowID: workflowID, WorkflowType: "order",
 					TaskQueue: "q", StartEvent: store.Event{Type: "started"}, Now: base,
-				})
+				}
+				if g%2 == 1 {
+					p.Eager = &store.EagerLease{Owner: "w", LeaseUntil: at(time.Minute)}
+				}
+				res, err := stores[g%len(stores)].CreateRun(b.ctx, p)
 				errs <- err
 				results <- res
 			}()
 		}
 		close(start)
-		created, runIDs := 0, map[string]bool{}
+		created, runIDs, eager := 0, map[string]bool{}, 0
 		for range goroutines {
 			require.NoError(t, <-errs)
 			res := <-results
 			if res.Created {
 				created++
 			}
+			if res.Task != nil {
+				require.True(t, res.Created, "round %d", round)
+				require.Equal(t, res.Run.RunID, res.Task.Run.RunID)
+				eager++
+			}
 			runIDs[res.Run.RunID] = true
 		}
 		require.Equal(t, 1, created, "round %d", round)
 		require.Len(t, runIDs, 1, "round %d", round)
+		var eagerRun int
+		require.NoError(t, b.pool.QueryRow(b.ctx,
+			"SELECT count(*) FROM keel_workflow_tasks w JOIN keel_runs r USING (run_id) WHERE r.workflow_id = $1 AND w.token IS NOT NULL",
+			workflowID).Scan(&eagerRun))
+		require.Equal(t, eagerRun, eager, "round %d: leased iff its creator asked", round)
 	}
 	res, err := b.st.ListRuns(b.ctx, store.ListRunsParams{Limit: 1000})
 	require.NoError(t, err)
@@ -504,7 +519,7 @@ func TestConcurrentWriters(t *testing.T) {
 					RunID: a.RunID, Seq: a.Seq, Token: a.Token, Attempt: att, RetryAt: now, Now: now,
 				})
 			} else {
-				err = st.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
+				_, err = st.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
 					RunID: a.RunID, Seq: a.Seq, Token: a.Token, Attempt: att,
 					Item: store.NewInboxItem{Type: "activity_completed"}, Now: now,
 				})
@@ -741,10 +756,11 @@ func TestNotifications(t *testing.T) {
 
 		act, err := b.st.ClaimActivityTasks(b.ctx, store.ClaimParams{TaskQueue: "activity-q", Limit: 1, Now: base})
 		require.NoError(t, err)
-		require.NoError(t, b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+		_, err = b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
 			RunID: "r1", Seq: 2, Token: act[0].Token, Attempt: store.ActivityAttempt{Attempt: 1, Outcome: "completed"},
 			Item: store.NewInboxItem{Type: "activity_completed"}, Now: base,
-		}))
+		})
+		require.NoError(t, err)
 		receive(t, ch, "start-q")
 
 		// A lease expiry acknowledged by FireTimers makes the task

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keelhq/keel/durable/store"
@@ -51,15 +52,16 @@ func scanRun(row pgx.Row) (store.Run, int64, error) {
 	return r.value(), r.seq, nil
 }
 
-// createRunSQL starts a run unless the workflow ID has a running run, which
-// it returns instead (first column false). The reuse policy ($7: 0
+// createRunTemplate starts a run unless the workflow ID has a running run,
+// which it returns instead (first column false). The reuse policy ($7: 0
 // AllowDuplicate, 1 AllowDuplicateFailedOnly, 2 RejectDuplicate) is checked
 // against the workflow ID's latest run and raises KL004 when it refuses.
 // When another process starts a run for the workflow ID at the same moment,
 // the unique index on running workflow IDs makes the insert do nothing, and
 // the statement returns no row: that run committed after this statement's
-// snapshot, so the caller reads it with a new statement.
-const createRunSQL = `
+// snapshot, so the caller reads it with a new statement. {task} is the
+// insert of the run's workflow task (createRunSQL, createRunEagerSQL).
+const createRunTemplate = `
 WITH running AS (
 	SELECT ` + runColumns + ` FROM keel_runs WHERE workflow_id = $2 AND status = 'running'
 ), latest AS (
@@ -81,12 +83,26 @@ WITH running AS (
 	INSERT INTO keel_events (run_id, id, type, time, data)
 	SELECT run_id, 1, $9, $10, $11 FROM created
 ), task AS (
-	INSERT INTO keel_workflow_tasks (run_id, task_queue, ready_at)
-	SELECT run_id, task_queue, $6 FROM created
+	{task}
 )
 SELECT true, ` + runColumns + ` FROM created
 UNION ALL
 SELECT false, ` + runColumns + ` FROM running`
+
+var (
+	// createRunSQL makes the workflow task ready at $6 (notified by
+	// notifyWorkflowTaskSQL).
+	createRunSQL = strings.Replace(createRunTemplate, "{task}", `
+	INSERT INTO keel_workflow_tasks (run_id, task_queue, ready_at)
+	SELECT run_id, task_queue, $6 FROM created`, 1)
+
+	// createRunEagerSQL makes it leased at once, as claimWorkflowTasksSQL
+	// would: token $12, owner $13, attempt 1, lease expiry $14 (in ready_at
+	// and wake_at too). Nobody else can claim it, so nobody is notified.
+	createRunEagerSQL = strings.Replace(createRunTemplate, "{task}", `
+	INSERT INTO keel_workflow_tasks (run_id, task_queue, ready_at, wake_at, token, owner, lease_expires_at, attempt)
+	SELECT run_id, task_queue, $14, $14, $12, $13, $14, 1 FROM created`, 1)
+)
 
 // notifyWorkflowTaskSQL notifies channel $1 with the task queue of run $2's
 // workflow task if the task is claimable at $3.
@@ -100,12 +116,25 @@ const runningRunSQL = `SELECT ` + runColumns + ` FROM keel_runs WHERE workflow_i
 // running run, that run is returned with Created false and nothing is
 // written; that holds across processes, by a unique index on the running
 // runs' workflow IDs.
+//
+// With p.Eager, the workflow task is written already leased to the caller,
+// as ClaimWorkflowTasks would lease it (a new token, attempt 1, until
+// p.Eager.LeaseUntil), and returned in the result's Task; still one round
+// trip, and no notification.
 func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.CreateRunResult, error) {
 	if p.RunID == "" || p.WorkflowID == "" {
 		return store.CreateRunResult{}, errors.New("pgstore: create run: RunID and WorkflowID are required")
 	}
 	now := nowOr(p.Now)
 	ev := p.StartEvent
+	var token string
+	if e := p.Eager; e != nil {
+		if !e.LeaseUntil.After(now) {
+			return store.CreateRunResult{}, fmt.Errorf("pgstore: create run %s: eager LeaseUntil %v is not after Now %v",
+				p.RunID, e.LeaseUntil, now)
+		}
+		token = uuid.NewString()
+	}
 	// A lost race to start the workflow ID usually takes one more read; a
 	// few rounds cover the run that won being closed at once, too.
 	for range 3 {
@@ -113,10 +142,14 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			res   store.CreateRunResult
 			found bool
 		)
+		args := []any{p.RunID, p.WorkflowID, p.WorkflowType, p.TaskQueue, p.Input, nanos(now),
+			int(p.ReusePolicy), int64(len(ev.Data)), ev.Type, nanos(orTime(ev.Time, now)), ev.Data}
+		query := createRunSQL
+		if p.Eager != nil {
+			query, args = createRunEagerSQL, append(args, token, p.Eager.Owner, nanos(p.Eager.LeaseUntil))
+		}
 		b := &pgx.Batch{}
-		b.Queue(createRunSQL, p.RunID, p.WorkflowID, p.WorkflowType, p.TaskQueue, p.Input, nanos(now),
-			int(p.ReusePolicy), int64(len(ev.Data)), ev.Type, nanos(orTime(ev.Time, now)), ev.Data,
-		).Query(func(rows pgx.Rows) error {
+		b.Queue(query, args...).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var r runRow
 				if err := rows.Scan(append([]any{&res.Created}, r.dest()...)...); err != nil {
@@ -126,7 +159,9 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			}
 			return rows.Err()
 		})
-		b.Queue(notifyWorkflowTaskSQL, s.channel, p.RunID, nanos(now))
+		if p.Eager == nil {
+			b.Queue(notifyWorkflowTaskSQL, s.channel, p.RunID, nanos(now))
+		}
 		if err := s.send(ctx, b); err != nil {
 			if errors.Is(err, store.ErrWorkflowIDInUse) {
 				return store.CreateRunResult{}, fmt.Errorf("pgstore: create run for workflow %s: %w", p.WorkflowID, err)
@@ -134,6 +169,9 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			return store.CreateRunResult{}, fmt.Errorf("pgstore: create run %s: %w", p.RunID, err)
 		}
 		if found {
+			if res.Created && p.Eager != nil {
+				res.Task = &store.WorkflowTask{Run: res.Run, Token: token, Attempt: 1}
+			}
 			return res, nil
 		}
 		run, _, err := scanRun(s.pool.QueryRow(ctx, runningRunSQL, p.WorkflowID))
@@ -289,7 +327,8 @@ func (s *Store) History(ctx context.Context, runID string, afterID int64) ([]sto
 // wakeRunSQL is the tail shared by every statement that writes to a run's
 // inbox. Given a CTE "target" holding the run (run_id, task_queue) to wake,
 // it makes the run's workflow task runnable, writes the item ($type, $data)
-// to the inbox at $now, and notifies $channel if the task is claimable:
+// to the inbox at $now, and notifies $channel if the task is claimable
+// (unless the statement leases the task itself: wakeRunUnnotified):
 //
 //   - The workflow task is inserted ready at $now if the run has none. One
 //     that exists is left as it is: a leased task stays leased (its commit
@@ -310,9 +349,7 @@ task AS (
 	RETURNING w.run_id, w.task_queue, w.ready_at
 ), item AS (
 	INSERT INTO keel_inbox (run_id, type, time, data) SELECT run_id, {type}, {now}, {data} FROM task
-), notified AS (
-	SELECT pg_notify({channel}, task_queue) FROM task WHERE ready_at <= {now}
-)`
+){notified}`
 
 // wakeRun returns wakeRunSQL with its placeholders replaced by the given
 // parameter numbers.
@@ -321,7 +358,20 @@ func wakeRun(now, typ, data, channel int) string {
 		"{now}", fmt.Sprintf("$%d", now),
 		"{type}", fmt.Sprintf("$%d", typ),
 		"{data}", fmt.Sprintf("$%d", data),
-		"{channel}", fmt.Sprintf("$%d", channel),
+		"{notified}", fmt.Sprintf(`, notified AS (
+	SELECT pg_notify($%d, task_queue) FROM task WHERE ready_at <= $%d
+)`, channel, now),
+	).Replace(wakeRunSQL)
+}
+
+// wakeRunUnnotified is wakeRun without the notification, for a statement
+// whose transaction leases the task to its caller if it is claimable.
+func wakeRunUnnotified(now, typ, data int) string {
+	return strings.NewReplacer(
+		"{now}", fmt.Sprintf("$%d", now),
+		"{type}", fmt.Sprintf("$%d", typ),
+		"{data}", fmt.Sprintf("$%d", data),
+		"{notified}", "",
 	).Replace(wakeRunSQL)
 }
 

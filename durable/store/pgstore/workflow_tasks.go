@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,24 @@ SET token = ($4::text[])[numbered.n], owner = $5, ready_at = $6, wake_at = $6, l
 FROM numbered
 WHERE w.run_id = numbered.run_id`
 
+// leasedWorkflowTaskSQL reads leased workflow tasks w (run_id, token,
+// attempt; {tasks} is their source) with their runs and inboxes, as
+// scanWorkflowTask scans them.
+const leasedWorkflowTaskSQL = `
+SELECT w.token, w.attempt, {run}, ib.ids, ib.types, ib.times, ib.datas
+FROM {tasks} w
+JOIN keel_runs r ON r.run_id = w.run_id
+LEFT JOIN LATERAL (
+	SELECT array_agg(i.id ORDER BY i.id) AS ids, array_agg(i.type ORDER BY i.id) AS types,
+		array_agg(i.time ORDER BY i.id) AS times, array_agg(i.data ORDER BY i.id) AS datas
+	FROM keel_inbox i WHERE i.run_id = w.run_id
+) ib ON true`
+
+// leasedWorkflowTasks returns leasedWorkflowTaskSQL reading from tasks.
+func leasedWorkflowTasks(tasks string) string {
+	return strings.NewReplacer("{run}", qualify("r", runColumns), "{tasks}", tasks).Replace(leasedWorkflowTaskSQL)
+}
+
 // claimedWorkflowTasksSQL reads the tasks claimed by the statement before
 // it, by their tokens ($1, through a unique index), with their runs and
 // inboxes. It runs after the claim, in the same transaction, so it reads
@@ -40,17 +59,32 @@ WHERE w.run_id = numbered.run_id`
 // commit or inbox write of these runs can be in flight. (Read in the
 // claim's own statement, they would be as of its snapshot, taken before it
 // locked the rows, and could miss a commit that landed in between.)
-var claimedWorkflowTasksSQL = `
-SELECT w.token, w.attempt, ` + qualify("r", runColumns) + `, ib.ids, ib.types, ib.times, ib.datas
-FROM keel_workflow_tasks w
-JOIN keel_runs r ON r.run_id = w.run_id
-LEFT JOIN LATERAL (
-	SELECT array_agg(i.id ORDER BY i.id) AS ids, array_agg(i.type ORDER BY i.id) AS types,
-		array_agg(i.time ORDER BY i.id) AS times, array_agg(i.data ORDER BY i.id) AS datas
-	FROM keel_inbox i WHERE i.run_id = w.run_id
-) ib ON true
+var claimedWorkflowTasksSQL = leasedWorkflowTasks("keel_workflow_tasks") + `
 WHERE w.token = ANY($1::text[])
 ORDER BY array_position($1::text[], w.token)`
+
+// scanWorkflowTask reads one row of leasedWorkflowTaskSQL.
+func scanWorkflowTask(row pgx.Row) (store.WorkflowTask, error) {
+	var (
+		wt    store.WorkflowTask
+		r     runRow
+		ids   []int64
+		types []string
+		times []int64
+		datas [][]byte
+	)
+	dest := append([]any{&wt.Token, &wt.Attempt}, r.dest()...)
+	if err := row.Scan(append(dest, &ids, &types, &times, &datas)...); err != nil {
+		return store.WorkflowTask{}, err
+	}
+	wt.Run = r.value()
+	for i, id := range ids {
+		wt.Inbox = append(wt.Inbox, store.InboxItem{
+			ID: id, Type: types[i], Time: fromNanos(times[i]), Data: bytesOrNil(datas[i]),
+		})
+	}
+	return wt, nil
+}
 
 // qualify prefixes each column of a comma-separated list with table.
 func qualify(table, columns string) string {
@@ -95,23 +129,9 @@ func (s *Store) ClaimWorkflowTasks(ctx context.Context, p store.ClaimParams) ([]
 	b.Queue(claimWorkflowTasksSQL, p.TaskQueue, nanos(now), p.Limit, tokens, p.Owner, lease)
 	b.Queue(claimedWorkflowTasksSQL, tokens).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
-			var (
-				wt    store.WorkflowTask
-				r     runRow
-				ids   []int64
-				types []string
-				times []int64
-				datas [][]byte
-			)
-			dest := append([]any{&wt.Token, &wt.Attempt}, r.dest()...)
-			if err := rows.Scan(append(dest, &ids, &types, &times, &datas)...); err != nil {
+			wt, err := scanWorkflowTask(rows)
+			if err != nil {
 				return err
-			}
-			wt.Run = r.value()
-			for i, id := range ids {
-				wt.Inbox = append(wt.Inbox, store.InboxItem{
-					ID: id, Type: types[i], Time: fromNanos(times[i]), Data: bytesOrNil(datas[i]),
-				})
 			}
 			tasks = append(tasks, wt)
 		}
@@ -158,34 +178,6 @@ WHERE run_id = $1`
 
 	deleteInboxSQL = `DELETE FROM keel_inbox WHERE run_id = $1 AND id <= $2`
 
-	// Activity tasks without a workflow ID or task queue take the run's.
-	// A task ready later than now gets a wake-up; the queues of tasks
-	// ready now are notified.
-	insertActivitiesSQL = `
-WITH run AS (
-	SELECT workflow_id, task_queue FROM keel_runs WHERE run_id = $1
-), inserted AS (
-	INSERT INTO keel_activity_tasks (run_id, seq, workflow_id, activity_type, task_queue, input, options,
-		attempt, scheduled_at, ready_at, wake_at, schedule_to_start, schedule_to_start_deadline,
-		schedule_to_close_deadline, start_to_close, heartbeat_timeout, heartbeat_details)
-	SELECT $1, a.seq, coalesce(nullif(a.workflow_id, ''), run.workflow_id), a.activity_type,
-		coalesce(nullif(a.task_queue, ''), run.task_queue), a.input, a.options, a.attempt, a.scheduled_at,
-		a.ready_at, CASE WHEN a.ready_at > $2 THEN a.ready_at END, a.schedule_to_start,
-		a.schedule_to_start_deadline, a.schedule_to_close_deadline, a.start_to_close, a.heartbeat_timeout,
-		a.heartbeat_details
-	FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[], $10::int[],
-		$11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
-		$18::bytea[])
-		AS a(seq, workflow_id, activity_type, task_queue, input, options, attempt, scheduled_at, ready_at,
-			schedule_to_start, schedule_to_start_deadline, schedule_to_close_deadline, start_to_close,
-			heartbeat_timeout, heartbeat_details)
-	CROSS JOIN run
-	RETURNING task_queue, ready_at
-), notified AS (
-	SELECT pg_notify($3, q) FROM (SELECT DISTINCT task_queue AS q FROM inserted WHERE ready_at <= $2) queues
-)
-SELECT count(*) FROM notified`
-
 	insertTimersSQL = `
 INSERT INTO keel_timers (run_id, seq, fire_at, item_type, item_data)
 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bytea[])`
@@ -224,6 +216,64 @@ WITH workflow_task AS (
 DELETE FROM keel_inbox WHERE run_id = $1`
 )
 
+// insertActivitiesTemplate inserts the activity tasks unnested from $4 to
+// $18 for run $1 at $2. Tasks without a workflow ID or task queue take the
+// run's. A task ready later than now gets a wake-up; the queues of the
+// unleased tasks ready now are notified on channel $3. {lease}, {join}
+// and {returning} are filled in by insertActivitiesSQL and
+// insertEagerActivitiesSQL.
+const insertActivitiesTemplate = `
+WITH run AS (
+	SELECT workflow_id, task_queue FROM keel_runs WHERE run_id = $1
+), inserted AS (
+	INSERT INTO keel_activity_tasks (run_id, seq, workflow_id, activity_type, task_queue, input, options,
+		attempt, scheduled_at, ready_at, wake_at, schedule_to_start, schedule_to_start_deadline,
+		schedule_to_close_deadline, start_to_close, heartbeat_timeout, heartbeat_details,
+		token, owner, started_at, lease_expires_at)
+	SELECT $1, a.seq, coalesce(nullif(a.workflow_id, ''), run.workflow_id), a.activity_type,
+		coalesce(nullif(a.task_queue, ''), run.task_queue), a.input, a.options, a.attempt, a.scheduled_at,
+		a.ready_at, CASE WHEN a.ready_at > $2 THEN a.ready_at END, a.schedule_to_start,
+		a.schedule_to_start_deadline, a.schedule_to_close_deadline, a.start_to_close, a.heartbeat_timeout,
+		a.heartbeat_details, {lease}
+	FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[], $10::int[],
+		$11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
+		$18::bytea[])
+		AS a(seq, workflow_id, activity_type, task_queue, input, options, attempt, scheduled_at, ready_at,
+			schedule_to_start, schedule_to_start_deadline, schedule_to_close_deadline, start_to_close,
+			heartbeat_timeout, heartbeat_details)
+	CROSS JOIN run{join}
+	{returning}
+), notified AS (
+	SELECT pg_notify($3, q) FROM (
+		SELECT DISTINCT task_queue AS q FROM inserted WHERE ready_at <= $2 AND token IS NULL
+	) queues
+)
+`
+
+var (
+	insertActivitiesSQL = strings.NewReplacer(
+		"{lease}", "NULL, NULL, NULL, NULL",
+		"{join}", "",
+		"{returning}", "RETURNING task_queue, ready_at, token",
+	).Replace(insertActivitiesTemplate) + `SELECT count(*) FROM notified`
+
+	// insertEagerActivitiesSQL also leases to owner $19 the tasks whose
+	// seqs are in $20 and that ClaimActivityTasks would lease at $2 (ready
+	// and not past a deadline), as claimActivityTasksSQL leases them. It
+	// returns every inserted task; the notification count, in the last
+	// column, is evaluated once whatever the number of rows.
+	insertEagerActivitiesSQL = strings.NewReplacer(
+		"{lease}", `CASE WHEN e.leased THEN gen_random_uuid()::text END, CASE WHEN e.leased THEN $19 END,
+		CASE WHEN e.leased THEN $2 END, CASE WHEN e.leased THEN $2 + `+activityLeaseSQL+` END`,
+		"{join}", `
+	CROSS JOIN LATERAL (
+		SELECT a.seq = ANY($20::bigint[]) AND a.ready_at <= $2
+			AND coalesce(least(a.schedule_to_start_deadline, a.schedule_to_close_deadline) > $2, true) AS leased
+	) e`,
+		"{returning}", "RETURNING "+activityColumns,
+	).Replace(insertActivitiesTemplate) + `SELECT ` + activityColumns + `, (SELECT count(*) FROM notified) FROM inserted`
+)
+
 // CompleteWorkflowTask commits a workflow task in one round trip: a
 // pipeline of statements that PostgreSQL runs as one implicit transaction.
 // It is fenced on the task's token, the expected history length and the
@@ -235,6 +285,9 @@ func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkfl
 	}
 	if p.Close != nil && !p.Close.Status.Closed() {
 		return fail(fmt.Errorf("close status %q is not final", p.Close.Status))
+	}
+	if err := checkEagerActivities(p); err != nil {
+		return fail(err)
 	}
 	n := len(p.Events)
 	var (
@@ -269,7 +322,16 @@ func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkfl
 			b.Queue(deleteInboxSQL, p.RunID, p.InboxUpTo)
 		}
 		if len(p.ScheduleActivities) > 0 {
-			b.Queue(insertActivitiesSQL, append([]any{p.RunID, tnow, s.channel}, activityArrays(p.ScheduleActivities, now)...)...)
+			args := append([]any{p.RunID, tnow, s.channel}, activityArrays(p.ScheduleActivities, now)...)
+			if len(p.EagerActivities) == 0 {
+				b.Queue(insertActivitiesSQL, args...)
+			} else {
+				b.Queue(insertEagerActivitiesSQL, append(args, p.EagerOwner, p.EagerActivities)...).Query(func(rows pgx.Rows) error {
+					var err error
+					result.Activities, err = eagerActivities(rows, p)
+					return err
+				})
+			}
 		}
 		if len(p.StartTimers) > 0 {
 			seqs, fireAts, itemTypes, itemDatas := timerArrays(p.StartTimers, now)
@@ -293,6 +355,55 @@ func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkfl
 		return fail(err)
 	}
 	return result, nil
+}
+
+// checkEagerActivities checks that every seq of p.EagerActivities is that
+// of one of p.ScheduleActivities, once.
+func checkEagerActivities(p store.CompleteWorkflowTaskParams) error {
+	if len(p.EagerActivities) == 0 || p.Close != nil {
+		return nil
+	}
+	scheduled := make(map[int64]bool, len(p.ScheduleActivities))
+	for _, a := range p.ScheduleActivities {
+		scheduled[a.Seq] = true
+	}
+	for _, seq := range p.EagerActivities {
+		if !scheduled[seq] {
+			return fmt.Errorf("eager activity %d is not among ScheduleActivities, or is listed twice", seq)
+		}
+		scheduled[seq] = false
+	}
+	return nil
+}
+
+// eagerActivities reads the rows of insertEagerActivitiesSQL and returns
+// the leased tasks in the order of p.EagerActivities. Those of
+// p.CancelActivities are marked cancel-requested: the statement that marks
+// them runs after the insert.
+func eagerActivities(rows pgx.Rows, p store.CompleteWorkflowTaskParams) ([]store.ActivityTask, error) {
+	defer rows.Close()
+	leased := map[int64]store.ActivityTask{}
+	for rows.Next() {
+		var notified int64
+		a, err := scanActivityTask(rows, &notified)
+		if err != nil {
+			return nil, err
+		}
+		if a.Token != "" {
+			a.CancelRequested = a.CancelRequested || slices.Contains(p.CancelActivities, a.Seq)
+			leased[a.Seq] = a
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var out []store.ActivityTask
+	for _, seq := range p.EagerActivities {
+		if a, ok := leased[seq]; ok {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }
 
 // activityArrays returns the columns of tasks as the arrays

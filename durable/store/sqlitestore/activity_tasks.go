@@ -81,8 +81,14 @@ func (s *Store) ClaimActivityTasks(ctx context.Context, p store.ClaimParams) ([]
 
 // CompleteActivityTask deletes the activity task, records p.Attempt, and
 // writes p.Item to the run's inbox, which makes its workflow task runnable.
-func (s *Store) CompleteActivityTask(ctx context.Context, p store.CompleteActivityTaskParams) error {
+// With p.Eager, it then leases that workflow task to the caller if
+// ClaimWorkflowTasks would claim it at p.Now.
+func (s *Store) CompleteActivityTask(ctx context.Context, p store.CompleteActivityTaskParams) (store.CompleteActivityTaskResult, error) {
 	now := nowOr(p.Now)
+	if err := checkEager(p.Eager, now); err != nil {
+		return store.CompleteActivityTaskResult{}, fmt.Errorf("sqlitestore: complete activity %s/%d: %w", p.RunID, p.Seq, err)
+	}
+	var res store.CompleteActivityTaskResult
 	err := s.write(ctx, func(t *tx) error {
 		n, err := t.execN(s.q.completeActivity, p.RunID, p.Seq, p.Token, p.Attempt.Attempt)
 		if err != nil {
@@ -94,13 +100,19 @@ func (s *Store) CompleteActivityTask(ctx context.Context, p store.CompleteActivi
 		if err := s.insertAttempt(t, p.RunID, p.Seq, &p.Attempt); err != nil {
 			return err
 		}
-		_, err = t.exec(s.q.insertInbox, p.RunID, p.Item.Type, nanos(now), blob(p.Item.Data))
+		if _, err := t.exec(s.q.insertInbox, p.RunID, p.Item.Type, nanos(now), blob(p.Item.Data)); err != nil {
+			return err
+		}
+		if p.Eager == nil {
+			return nil
+		}
+		res.Task, err = s.leaseWorkflowTask(t, p.RunID, p.Eager, now)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("sqlitestore: complete activity %s/%d: %w", p.RunID, p.Seq, err)
+		return store.CompleteActivityTaskResult{}, fmt.Errorf("sqlitestore: complete activity %s/%d: %w", p.RunID, p.Seq, err)
 	}
-	return nil
+	return res, nil
 }
 
 // RetryActivityTask records p.Attempt and makes the task claimable again at

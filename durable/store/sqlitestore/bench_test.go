@@ -51,20 +51,44 @@ func BenchmarkCreateRun(b *testing.B) {
 // and closing commit. That is 15 calls, each a committed, fsynced
 // transaction; it also reports the time per call.
 func BenchmarkWorkflow(b *testing.B) {
+	benchWorkflow(b, false)
+}
+
+// BenchmarkWorkflowEager measures the workflow of BenchmarkWorkflow through
+// the eager-dispatch fast paths: CreateRun leases the first workflow task,
+// each commit leases the activity it schedules, and each activity
+// completion leases the next workflow task. That is 8 calls: CreateRun,
+// then per activity a commit and a completion, then the closing commit.
+func BenchmarkWorkflowEager(b *testing.B) {
+	benchWorkflow(b, true)
+}
+
+func benchWorkflow(b *testing.B, eager bool) {
 	s := openBench(b)
 	ctx := context.Background()
 	calls := 0
 	i := 0
 	for b.Loop() {
 		i++
-		calls += runWorkflow(b, ctx, s, fmt.Sprintf("run-%d", i))
+		calls += runWorkflowOn(b, ctx, s, fmt.Sprintf("run-%d", i), "q", eager)
 	}
+	b.ReportMetric(float64(calls)/float64(i), "calls/op")
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(calls), "µs/call")
 }
 
 // BenchmarkWorkflowParallel runs the workflow of BenchmarkWorkflow from 8
 // goroutines per CPU at once; their commits share transactions and fsyncs.
 func BenchmarkWorkflowParallel(b *testing.B) {
+	benchWorkflowParallel(b, false)
+}
+
+// BenchmarkWorkflowEagerParallel runs the workflow of
+// BenchmarkWorkflowEager from 8 goroutines per CPU at once.
+func BenchmarkWorkflowEagerParallel(b *testing.B) {
+	benchWorkflowParallel(b, true)
+}
+
+func benchWorkflowParallel(b *testing.B, eager bool) {
 	s := openBench(b)
 	ctx := context.Background()
 	var next atomic.Int64
@@ -72,7 +96,7 @@ func BenchmarkWorkflowParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			id := fmt.Sprintf("run-%d", next.Add(1))
-			runWorkflowOn(b, ctx, s, id, "q-"+id)
+			runWorkflowOn(b, ctx, s, id, "q-"+id, eager)
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "workflows/s")
@@ -126,32 +150,36 @@ func BenchmarkClaimCompleteRound(b *testing.B) {
 	}
 }
 
-// runWorkflow drives one three-activity workflow through the store and
-// returns the number of store calls it made.
-func runWorkflow(b *testing.B, ctx context.Context, s *sqlitestore.Store, id string) int {
-	return runWorkflowOn(b, ctx, s, id, "q")
-}
-
-// runWorkflowOn is runWorkflow with the run's workflow and activity tasks
-// on their own task queues.
-func runWorkflowOn(b *testing.B, ctx context.Context, s *sqlitestore.Store, id, queue string) int {
+// runWorkflowOn drives one three-activity workflow through the store, with
+// the run's workflow and activity tasks on task queues named after queue,
+// and returns the number of store calls it made. With eager, it uses the
+// eager-dispatch fast paths instead of claims.
+func runWorkflowOn(b *testing.B, ctx context.Context, s *sqlitestore.Store, id, queue string, eager bool) int {
 	now := time.Now()
-	calls := 1
-	_, err := s.CreateRun(ctx, store.CreateRunParams{
+	lease := &store.EagerLease{Owner: "w", LeaseUntil: now.Add(time.Minute)}
+	create := store.CreateRunParams{
 		RunID: id, WorkflowID: "wf-" + id, WorkflowType: "order", TaskQueue: queue,
 		Input: benchInput, StartEvent: store.Event{Type: "started", Data: benchInput}, Now: now,
-	})
+	}
+	if eager {
+		create.Eager = lease
+	}
+	created, err := s.CreateRun(ctx, create)
+	calls := 1
 	if err != nil {
 		b.Fatal(err)
 	}
+	wt := created.Task // nil unless eager
 	claimParams := store.ClaimParams{TaskQueue: queue, Owner: "w", Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)}
 	for seq := int64(2); ; seq++ {
-		tasks, err := s.ClaimWorkflowTasks(ctx, claimParams)
-		calls++
-		if err != nil || len(tasks) != 1 {
-			b.Fatal(err, len(tasks))
+		if wt == nil {
+			tasks, err := s.ClaimWorkflowTasks(ctx, claimParams)
+			calls++
+			if err != nil || len(tasks) != 1 {
+				b.Fatal(err, len(tasks))
+			}
+			wt = &tasks[0]
 		}
-		wt := tasks[0]
 		p := store.CompleteWorkflowTaskParams{RunID: id, Token: wt.Token, ExpectedHistoryLen: wt.Run.HistoryLen, Now: now}
 		n := wt.Run.HistoryLen
 		for _, it := range wt.Inbox {
@@ -169,29 +197,48 @@ func runWorkflowOn(b *testing.B, ctx context.Context, s *sqlitestore.Store, id, 
 				Seq: seq, ActivityType: "charge", TaskQueue: "acts-" + queue, Input: benchInput,
 				StartToClose: time.Minute, ScheduledAt: now, ReadyAt: now,
 			}}
+			if eager {
+				p.EagerActivities, p.EagerOwner = []int64{seq}, "w"
+			}
 		}
-		if _, err := s.CompleteWorkflowTask(ctx, p); err != nil {
+		res, err := s.CompleteWorkflowTask(ctx, p)
+		calls++
+		if err != nil {
 			b.Fatal(err)
 		}
-		calls++
 		if p.Close != nil {
 			return calls
 		}
-		acts, err := s.ClaimActivityTasks(ctx, store.ClaimParams{TaskQueue: "acts-" + queue, Owner: "w", Limit: 1, Now: now})
-		calls++
-		if err != nil || len(acts) != 1 {
-			b.Fatal(err, len(acts))
+		var a store.ActivityTask
+		if eager {
+			if len(res.Activities) != 1 {
+				b.Fatalf("%d eager activities, want 1", len(res.Activities))
+			}
+			a = res.Activities[0]
+		} else {
+			acts, err := s.ClaimActivityTasks(ctx, store.ClaimParams{TaskQueue: "acts-" + queue, Owner: "w", Limit: 1, Now: now})
+			calls++
+			if err != nil || len(acts) != 1 {
+				b.Fatal(err, len(acts))
+			}
+			a = acts[0]
 		}
-		a := acts[0]
-		err = s.CompleteActivityTask(ctx, store.CompleteActivityTaskParams{
+		cp := store.CompleteActivityTaskParams{
 			RunID: id, Seq: a.Seq, Token: a.Token, Now: now,
 			Attempt: store.ActivityAttempt{Attempt: a.Attempt, ActivityType: a.ActivityType, Owner: "w",
 				StartedAt: a.StartedAt, EndedAt: now, Outcome: "completed"},
 			Item: store.NewInboxItem{Type: "activity_completed", Data: benchInput},
-		})
+		}
+		if eager {
+			cp.Eager = lease
+		}
+		done, err := s.CompleteActivityTask(ctx, cp)
 		calls++
 		if err != nil {
 			b.Fatal(err)
+		}
+		if wt = done.Task; eager && wt == nil {
+			b.Fatal("no eager workflow task")
 		}
 	}
 }

@@ -44,8 +44,10 @@ type queries struct {
 
 	// Workflow tasks.
 	insertWorkflowTask  *sql.Stmt
+	insertLeasedTask    *sql.Stmt
 	probeWorkflowTasks  *sql.Stmt
 	claimWorkflowTasks  *sql.Stmt
+	leaseWorkflowTask   *sql.Stmt
 	commitRun           *sql.Stmt
 	closeRun            *sql.Stmt
 	finishWorkflowTask  *sql.Stmt
@@ -54,16 +56,17 @@ type queries struct {
 	setTaskFailure      *sql.Stmt
 
 	// Activity tasks.
-	insertActivity   *sql.Stmt
-	cancelActivity   *sql.Stmt
-	probeActivities  *sql.Stmt
-	claimActivities  *sql.Stmt
-	completeActivity *sql.Stmt
-	retryActivity    *sql.Stmt
-	heartbeat        *sql.Stmt
-	expired          *sql.Stmt
-	insertAttempt    *sql.Stmt
-	attemptsOfRun    *sql.Stmt
+	insertActivity       *sql.Stmt
+	insertLeasedActivity *sql.Stmt
+	cancelActivity       *sql.Stmt
+	probeActivities      *sql.Stmt
+	claimActivities      *sql.Stmt
+	completeActivity     *sql.Stmt
+	retryActivity        *sql.Stmt
+	heartbeat            *sql.Stmt
+	expired              *sql.Stmt
+	insertAttempt        *sql.Stmt
+	attemptsOfRun        *sql.Stmt
 
 	// Savepoints, one per operation of a grouped transaction.
 	savepoint           *sql.Stmt
@@ -127,6 +130,16 @@ func (q *queries) statements() []struct {
 			WHERE run_id IN (SELECT run_id FROM workflow_tasks
 				WHERE task_queue = ?3 AND available_at <= ?4 ORDER BY available_at LIMIT ?5)
 			RETURNING run_id, token, attempt`},
+		// The eager fast paths lease a workflow task exactly as
+		// claimWorkflowTasks does: insertLeasedTask writes a new run's first
+		// task already leased (attempt 1), leaseWorkflowTask leases one
+		// run's task if it is claimable.
+		{&q.insertLeasedTask, `INSERT INTO workflow_tasks (run_id, task_queue, available_at, wake_at, token, owner, attempt)
+			VALUES (?1, ?2, ?3, ?3, lower(hex(randomblob(16))), ?4, 1) RETURNING token`},
+		{&q.leaseWorkflowTask, `UPDATE workflow_tasks SET token = lower(hex(randomblob(16))), owner = ?2,
+			available_at = ?3, wake_at = ?3, attempt = attempt + 1
+			WHERE run_id = ?1 AND available_at <= ?4
+			RETURNING token, attempt`},
 		// commitRun and closeRun fence a workflow task commit: the task's
 		// token, the history length and the run's status must all match.
 		{&q.commitRun, `UPDATE runs SET history_len = ?1, history_bytes = history_bytes + ?2, updated_at = ?3,
@@ -151,6 +164,17 @@ func (q *queries) statements() []struct {
 			input, options, attempt, scheduled_at, ready_at, wake_at, schedule_to_start,
 			schedule_to_start_deadline, schedule_to_close_deadline, start_to_close, heartbeat_timeout,
 			heartbeat_details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		// An activity task written already leased, as claimActivities would
+		// lease it at ?17 (the commit's Now), for the eager fast path. It is
+		// ready, so it has no wake_at.
+		{&q.insertLeasedActivity, `INSERT INTO activity_tasks (run_id, seq, workflow_id, activity_type, task_queue,
+			input, options, attempt, scheduled_at, ready_at, schedule_to_start,
+			schedule_to_start_deadline, schedule_to_close_deadline, start_to_close, heartbeat_timeout,
+			heartbeat_details, started_at, token, owner, lease_expires_at)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+				lower(hex(randomblob(16))), ?18,
+				coalesce(min(?17 + nullif(?14, 0), ?17 + nullif(?15, 0)), ?17 + nullif(?14, 0), ?17 + nullif(?15, 0)))
+			RETURNING ` + activityColumns},
 		{&q.cancelActivity, `UPDATE activity_tasks SET cancel_requested = 1 WHERE run_id = ? AND seq = ?`},
 		{&q.probeActivities, `SELECT count(*) FROM (SELECT 1 FROM activity_tasks
 			WHERE task_queue = ?1 AND token IS NULL AND ready_at <= ?2 AND (deadline_at IS NULL OR deadline_at > ?2)

@@ -37,13 +37,18 @@ func scanRun(sc scanner) (store.Run, error) {
 }
 
 // CreateRun starts a run: it writes the run, its start event and a
-// workflow task ready at p.Now. If the workflow ID has a running run, that
-// run is returned with Created false and nothing is written.
+// workflow task ready at p.Now, or, with p.Eager, the task already leased
+// to the caller as ClaimWorkflowTasks would lease it. If the workflow ID has
+// a running run, that run is returned with Created false and nothing is
+// written.
 func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.CreateRunResult, error) {
 	if p.RunID == "" || p.WorkflowID == "" {
 		return store.CreateRunResult{}, errors.New("sqlitestore: create run: RunID and WorkflowID are required")
 	}
 	now := nowOr(p.Now)
+	if err := checkEager(p.Eager, now); err != nil {
+		return store.CreateRunResult{}, fmt.Errorf("sqlitestore: create run %s: %w", p.RunID, err)
+	}
 	var res store.CreateRunResult
 	err := s.write(ctx, func(t *tx) error {
 		latest, err := scanRun(t.queryRow(s.q.latestRun, p.WorkflowID))
@@ -69,10 +74,7 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 		if _, err := t.exec(s.q.insertEvent, p.RunID, 1, ev.Type, nanos(evTime), blob(ev.Data)); err != nil {
 			return err
 		}
-		if _, err := t.exec(s.q.insertWorkflowTask, p.RunID, p.TaskQueue, nanos(now)); err != nil {
-			return err
-		}
-		res = store.CreateRunResult{Created: true, Run: store.Run{
+		run := store.Run{
 			RunID:        p.RunID,
 			WorkflowID:   p.WorkflowID,
 			WorkflowType: p.WorkflowType,
@@ -83,8 +85,19 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			HistoryBytes: size,
 			CreatedAt:    fromNanos(nanos(now)),
 			UpdatedAt:    fromNanos(nanos(now)),
-		}}
-		return nil
+		}
+		res = store.CreateRunResult{Created: true, Run: run}
+		if e := p.Eager; e != nil {
+			task := &store.WorkflowTask{Run: run, Attempt: 1}
+			if err := t.queryRow(s.q.insertLeasedTask, p.RunID, p.TaskQueue, nanos(e.LeaseUntil), e.Owner).
+				Scan(&task.Token); err != nil {
+				return err
+			}
+			res.Task = task
+			return nil
+		}
+		_, err = t.exec(s.q.insertWorkflowTask, p.RunID, p.TaskQueue, nanos(now))
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrWorkflowIDInUse) {

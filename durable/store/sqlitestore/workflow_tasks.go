@@ -147,11 +147,68 @@ func scanInbox(rows *sql.Rows, add func(runID string, it store.InboxItem)) error
 	return rows.Close()
 }
 
+// checkEager refuses an eager lease that ClaimWorkflowTasks would refuse:
+// one that does not outlast Now.
+func checkEager(e *store.EagerLease, now time.Time) error {
+	if e != nil && !e.LeaseUntil.After(now) {
+		return fmt.Errorf("eager lease: LeaseUntil %v is not after Now %v", e.LeaseUntil, now)
+	}
+	return nil
+}
+
+// leaseWorkflowTask leases runID's workflow task to e.Owner if it is
+// claimable at now (unleased or its lease expired, and ready), exactly as
+// ClaimWorkflowTasks would, and returns it with its run and inbox; it
+// returns nil when the task is leased elsewhere or not yet ready.
+func (s *Store) leaseWorkflowTask(t *tx, runID string, e *store.EagerLease, now time.Time) (*store.WorkflowTask, error) {
+	wt := &store.WorkflowTask{Run: store.Run{RunID: runID}}
+	err := t.queryRow(s.q.leaseWorkflowTask, runID, e.Owner, nanos(e.LeaseUntil), nanos(now)).Scan(&wt.Token, &wt.Attempt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.loadOne(t, wt); err != nil {
+		return nil, err
+	}
+	return wt, nil
+}
+
+// eagerPositions maps each seq of p.EagerActivities to its position in
+// the list. Every seq must be one of p.ScheduleActivities, listed once.
+func eagerPositions(p *store.CompleteWorkflowTaskParams) (map[int64]int, error) {
+	if len(p.EagerActivities) == 0 {
+		return nil, nil
+	}
+	scheduled := make(map[int64]bool, len(p.ScheduleActivities))
+	for i := range p.ScheduleActivities {
+		scheduled[p.ScheduleActivities[i].Seq] = true
+	}
+	pos := make(map[int64]int, len(p.EagerActivities))
+	for i, seq := range p.EagerActivities {
+		if !scheduled[seq] {
+			return nil, fmt.Errorf("eager activity %d is not among ScheduleActivities", seq)
+		}
+		if _, dup := pos[seq]; dup {
+			return nil, fmt.Errorf("eager activity %d is listed twice", seq)
+		}
+		pos[seq] = i
+	}
+	return pos, nil
+}
+
 // CompleteWorkflowTask commits a workflow task, fenced on its token, the
 // expected history length and the run still running (store.ErrLeaseLost
-// otherwise, with nothing written).
+// otherwise, with nothing written). The activity tasks listed in
+// p.EagerActivities are written already leased to p.EagerOwner, when
+// ClaimActivityTasks would claim them at p.Now.
 func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
 	now := nowOr(p.Now)
+	eager, err := eagerPositions(&p)
+	if err != nil {
+		return store.CompleteWorkflowTaskResult{}, fmt.Errorf("sqlitestore: complete workflow task of run %s: %w", p.RunID, err)
+	}
 	var size int64
 	for i, ev := range p.Events {
 		if want := p.ExpectedHistoryLen + int64(i) + 1; ev.ID != want {
@@ -166,7 +223,8 @@ func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkfl
 	}
 	newLen := p.ExpectedHistoryLen + int64(len(p.Events))
 	var res store.CompleteWorkflowTaskResult
-	err := s.write(ctx, func(t *tx) error {
+	err = s.write(ctx, func(t *tx) error {
+		res = store.CompleteWorkflowTaskResult{}
 		var row *sql.Row
 		if c := p.Close; c != nil {
 			// The runs_closed trigger deletes the run's tasks, timers and
@@ -196,9 +254,27 @@ func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkfl
 				return err
 			}
 		}
+		var leased []*store.ActivityTask // by position in p.EagerActivities
+		if eager != nil {
+			leased = make([]*store.ActivityTask, len(p.EagerActivities))
+		}
 		for i := range p.ScheduleActivities {
-			if err := s.insertActivity(t, p.RunID, workflowID, taskQueue, &p.ScheduleActivities[i], now); err != nil {
+			a := &p.ScheduleActivities[i]
+			var owner *string
+			if _, ok := eager[a.Seq]; ok {
+				owner = &p.EagerOwner
+			}
+			task, err := s.insertActivity(t, p.RunID, workflowID, taskQueue, a, now, owner)
+			if err != nil {
 				return err
+			}
+			if task != nil {
+				leased[eager[a.Seq]] = task
+			}
+		}
+		for _, task := range leased {
+			if task != nil {
+				res.Activities = append(res.Activities, *task)
 			}
 		}
 		for _, tm := range p.StartTimers {
@@ -239,7 +315,13 @@ func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkfl
 
 // insertActivity writes a newly scheduled activity task. Unset fields take
 // the run's workflow ID and task queue, attempt 1, and now.
-func (s *Store) insertActivity(t *tx, runID, workflowID, taskQueue string, a *store.ActivityTask, now time.Time) error {
+//
+// With an eager owner, a task that ClaimActivityTasks would claim at now
+// (ready, and not past a schedule-to-start or schedule-to-close deadline)
+// is written already leased to *eagerOwner, exactly as that claim would
+// lease it, and returned; otherwise the result is nil.
+func (s *Store) insertActivity(t *tx, runID, workflowID, taskQueue string, a *store.ActivityTask, now time.Time,
+	eagerOwner *string) (*store.ActivityTask, error) {
 	if a.WorkflowID != "" {
 		workflowID = a.WorkflowID
 	}
@@ -256,11 +338,31 @@ func (s *Store) insertActivity(t *tx, runID, workflowID, taskQueue string, a *st
 	if !a.ScheduleToStartDeadline.IsZero() {
 		scheduleToStart = max(0, nanos(a.ScheduleToStartDeadline)-nanos(scheduled))
 	}
+	if eagerOwner != nil && claimableAt(ready, a.ScheduleToStartDeadline, a.ScheduleToCloseDeadline, now) {
+		task, err := scanActivityTask(t.queryRow(s.q.insertLeasedActivity, runID, a.Seq, workflowID, a.ActivityType,
+			taskQueue, blob(a.Input), blob(a.Options), max(1, a.Attempt), nanos(scheduled), nanos(ready), scheduleToStart,
+			nullNanos(a.ScheduleToStartDeadline), nullNanos(a.ScheduleToCloseDeadline),
+			int64(a.StartToClose), int64(a.HeartbeatTimeout), blob(a.HeartbeatDetails), nanos(now), *eagerOwner))
+		if err != nil {
+			return nil, err
+		}
+		return &task, nil
+	}
 	_, err := t.exec(s.q.insertActivity, runID, a.Seq, workflowID, a.ActivityType, taskQueue,
 		blob(a.Input), blob(a.Options), max(1, a.Attempt), nanos(scheduled), nanos(ready), wake, scheduleToStart,
 		nullNanos(a.ScheduleToStartDeadline), nullNanos(a.ScheduleToCloseDeadline),
 		int64(a.StartToClose), int64(a.HeartbeatTimeout), blob(a.HeartbeatDetails))
-	return err
+	return nil, err
+}
+
+// claimableAt reports whether claimActivities would claim, at now, an
+// unleased activity task ready at ready with these deadlines (zero for
+// none): ready_at <= now AND (deadline_at IS NULL OR deadline_at > now).
+func claimableAt(ready, scheduleToStart, scheduleToClose, now time.Time) bool {
+	n := nanos(now)
+	return nanos(ready) <= n &&
+		(scheduleToStart.IsZero() || nanos(scheduleToStart) > n) &&
+		(scheduleToClose.IsZero() || nanos(scheduleToClose) > n)
 }
 
 // FailWorkflowTask releases a leased workflow task without committing it:

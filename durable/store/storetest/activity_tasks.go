@@ -50,7 +50,7 @@ func exerciseActivityTasks(t *testing.T, setup func(*testing.T) *bundle) {
 		require.Empty(t, b.claimActivities(t, a.TaskQueue, at(40*time.Second)))
 
 		complete := func(token string, now time.Time) error {
-			return b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+			return b.completeActivity(t, store.CompleteActivityTaskParams{
 				RunID: run.RunID, Seq: 2, Token: token, Attempt: attempt(task, "completed", "", now),
 				Item: store.NewInboxItem{Type: "activity_completed", Data: []byte(`{"result":7}`)}, Now: now,
 			})
@@ -239,7 +239,7 @@ func exerciseActivityTasks(t *testing.T, setup func(*testing.T) *bundle) {
 		requireTime(t, at(30*time.Second), second.StartedAt)
 		requireTime(t, at(40*time.Second), second.LeaseExpiresAt)
 
-		require.NoError(t, b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+		require.NoError(t, b.completeActivity(t, store.CompleteActivityTaskParams{
 			RunID: run.RunID, Seq: 2, Token: second.Token, Attempt: attempt(second, "completed", "", at(31*time.Second)),
 			Item: store.NewInboxItem{Type: "activity_completed"}, Now: at(31 * time.Second),
 		}))
@@ -344,7 +344,7 @@ func exerciseActivityTasks(t *testing.T, setup func(*testing.T) *bundle) {
 		}))
 		// ...and fails the others. The unleased task fences on its attempt.
 		completeUnleased := func(attemptNo int) error {
-			return b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+			return b.completeActivity(t, store.CompleteActivityTaskParams{
 				RunID: run.RunID, Seq: 3, Token: "",
 				Attempt: store.ActivityAttempt{RunID: run.RunID, Seq: 3, Attempt: attemptNo, ActivityType: "charge",
 					EndedAt: at(20 * time.Second), Outcome: "timed_out", Error: "ScheduleToStart"},
@@ -354,12 +354,12 @@ func exerciseActivityTasks(t *testing.T, setup func(*testing.T) *bundle) {
 		require.ErrorIs(t, completeUnleased(2), store.ErrLeaseLost)
 		require.NoError(t, completeUnleased(1))
 		require.ErrorIs(t, completeUnleased(1), store.ErrLeaseLost)
-		err := b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+		err := b.completeActivity(t, store.CompleteActivityTaskParams{
 			RunID: run.RunID, Seq: 4, Token: "", Attempt: attempt(s2cTask, "timed_out", "", at(20*time.Second)),
 			Item: store.NewInboxItem{Type: "activity_failed"}, Now: at(20 * time.Second),
 		})
 		require.ErrorIs(t, err, store.ErrLeaseLost, "the empty token does not match a leased task")
-		require.NoError(t, b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+		require.NoError(t, b.completeActivity(t, store.CompleteActivityTaskParams{
 			RunID: run.RunID, Seq: 4, Token: s2cTask.Token, Attempt: attempt(s2cTask, "timed_out", "ScheduleToClose", at(20*time.Second)),
 			Item: store.NewInboxItem{Type: "activity_failed"}, Now: at(20 * time.Second),
 		}))
@@ -417,7 +417,7 @@ func exerciseActivityTasks(t *testing.T, setup func(*testing.T) *bundle) {
 		tasks := b.claimActivities(t, a2.TaskQueue, at(2*time.Second))
 		require.Len(t, tasks, 2)
 		complete := func(task store.ActivityTask, now time.Time) {
-			require.NoError(t, b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+			require.NoError(t, b.completeActivity(t, store.CompleteActivityTaskParams{
 				RunID: run.RunID, Seq: task.Seq, Token: task.Token, Attempt: attempt(task, "completed", "", now),
 				Item: store.NewInboxItem{Type: "activity_completed", Data: []byte{byte('0' + task.Seq)}}, Now: now,
 			}))

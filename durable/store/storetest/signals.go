@@ -112,7 +112,7 @@ func exerciseSignals(t *testing.T, setup func(*testing.T) *bundle) {
 		b.signal(t, run.RunID, "first", at(time.Second))
 		_, err := b.st.FireTimers(b.ctx, at(2*time.Second), 10)
 		require.NoError(t, err)
-		require.NoError(t, b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+		require.NoError(t, b.completeActivity(t, store.CompleteActivityTaskParams{
 			RunID: run.RunID, Seq: 2, Token: task.Token, Attempt: attempt(task, "completed", "", at(3*time.Second)),
 			Item: store.NewInboxItem{Type: "activity_completed"}, Now: at(3 * time.Second),
 		}))

@@ -41,6 +41,10 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		t.Parallel()
 		exerciseSignals(t, setup)
 	})
+	t.Run("Eager", func(t *testing.T) {
+		t.Parallel()
+		exerciseEager(t, setup)
+	})
 }
 
 // base is the suite's reference time; at(d) is base + d.
@@ -60,6 +64,19 @@ func newID() string { return uuid.NewString() }
 // queue of its own; mods adjust the parameters first.
 func (b *bundle) createRun(t *testing.T, mods ...func(*store.CreateRunParams)) store.Run {
 	t.Helper()
+	p := runParams(mods...)
+	res, err := b.st.CreateRun(b.ctx, p)
+	require.NoError(t, err)
+	require.True(t, res.Created)
+	if p.Eager == nil {
+		require.Nil(t, res.Task, "no eager lease without Eager")
+	}
+	return res.Run
+}
+
+// runParams returns the parameters createRun uses: a run at base with a
+// fresh run ID, workflow ID and task queue of its own, adjusted by mods.
+func runParams(mods ...func(*store.CreateRunParams)) store.CreateRunParams {
 	id := newID()
 	p := store.CreateRunParams{
 		RunID:        id,
@@ -73,10 +90,7 @@ func (b *bundle) createRun(t *testing.T, mods ...func(*store.CreateRunParams)) s
 	for _, m := range mods {
 		m(&p)
 	}
-	res, err := b.st.CreateRun(b.ctx, p)
-	require.NoError(t, err)
-	require.True(t, res.Created)
-	return res.Run
+	return p
 }
 
 // claimN claims up to limit workflow tasks on queue at now, with a lease of
@@ -143,7 +157,21 @@ func (b *bundle) commit(t *testing.T, p store.CompleteWorkflowTaskParams) store.
 	t.Helper()
 	res, err := b.st.CompleteWorkflowTask(b.ctx, p)
 	require.NoError(t, err)
+	if len(p.EagerActivities) == 0 {
+		require.Empty(t, res.Activities, "no eager leases without EagerActivities")
+	}
 	return res
+}
+
+// completeActivity calls CompleteActivityTask and checks that it leases
+// nothing without Eager.
+func (b *bundle) completeActivity(t *testing.T, p store.CompleteActivityTaskParams) error {
+	t.Helper()
+	res, err := b.st.CompleteActivityTask(b.ctx, p)
+	if p.Eager == nil {
+		require.Nil(t, res.Task, "no eager lease without Eager")
+	}
+	return err
 }
 
 // closeRun claims run's workflow task and commits it with a final status.

@@ -152,7 +152,7 @@ func exerciseTimers(t *testing.T, setup func(*testing.T) *bundle) {
 		exp, err := b.st.ExpiredActivityTasks(b.ctx, at(10*time.Minute), 10)
 		require.NoError(t, err)
 		require.Len(t, exp, 1)
-		require.NoError(t, b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+		require.NoError(t, b.completeActivity(t, store.CompleteActivityTaskParams{
 			RunID: run.RunID, Seq: 3, Token: exp[0].Token, Attempt: attempt(exp[0], "timed_out", "ScheduleToClose", at(10*time.Minute)),
 			Item: store.NewInboxItem{Type: "activity_failed"}, Now: at(10 * time.Minute),
 		}))

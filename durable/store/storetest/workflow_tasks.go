@@ -348,7 +348,7 @@ func exerciseWorkflowTasks(t *testing.T, setup func(*testing.T) *bundle) {
 
 		b.claimNone(t, run.TaskQueue, at(time.Hour))
 		require.Empty(t, b.claimActivities(t, "act-"+run.RunID, at(time.Hour)))
-		err := b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+		err := b.completeActivity(t, store.CompleteActivityTaskParams{
 			RunID: run.RunID, Seq: 2, Token: act.Token, Attempt: attempt(act, "completed", "", at(6*time.Second)),
 			Item: store.NewInboxItem{Type: "activity_completed"}, Now: at(6 * time.Second),
 		})

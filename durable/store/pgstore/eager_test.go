@@ -1,0 +1,241 @@
+package pgstore_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/keelhq/keel/durable/store"
+	"github.com/keelhq/keel/durable/store/pgstore"
+)
+
+// The eager fast paths notify nobody of the tasks they lease to their
+// caller, and still notify the queues of the tasks they leave to the
+// pollers.
+func TestEagerNotifications(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ch := newStore(t, b.morePool(t, 2)).Notifications(b.ctx) // another process
+	lease := &store.EagerLease{Owner: "w", LeaseUntil: at(time.Minute)}
+
+	res, err := b.st.CreateRun(b.ctx, store.CreateRunParams{
+		RunID: "r1", WorkflowID: "wf-r1", WorkflowType: "order", TaskQueue: "workflow-q",
+		StartEvent: store.Event{Type: "started"}, Now: base, Eager: lease,
+	})
+	require.NoError(t, err)
+	require.NotNil(t, res.Task)
+
+	// Activity 2 is leased to the committer, activity 3 left to the pollers.
+	committed, err := b.st.CompleteWorkflowTask(b.ctx, store.CompleteWorkflowTaskParams{
+		RunID: "r1", Token: res.Task.Token, ExpectedHistoryLen: 1,
+		Events: []store.Event{{ID: 2, Type: "command"}, {ID: 3, Type: "command"}},
+		ScheduleActivities: []store.ActivityTask{
+			{Seq: 2, ActivityType: "charge", TaskQueue: "eager-activity-q"},
+			{Seq: 3, ActivityType: "charge", TaskQueue: "polled-activity-q"},
+		},
+		EagerActivities: []int64{2}, EagerOwner: "w", Now: base,
+	})
+	require.NoError(t, err)
+	require.Len(t, committed.Activities, 1)
+	polled, err := b.st.ClaimActivityTasks(b.ctx, store.ClaimParams{TaskQueue: "polled-activity-q", Limit: 1, Now: base})
+	require.NoError(t, err)
+	require.Len(t, polled, 1)
+
+	// The first completion leases the workflow task; the second finds it
+	// leased.
+	complete := func(a store.ActivityTask) *store.WorkflowTask {
+		t.Helper()
+		res, err := b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+			RunID: "r1", Seq: a.Seq, Token: a.Token, Attempt: store.ActivityAttempt{Attempt: 1, Outcome: "completed"},
+			Item: store.NewInboxItem{Type: "activity_completed"}, Now: base, Eager: lease,
+		})
+		require.NoError(t, err)
+		return res.Task
+	}
+	require.NotNil(t, complete(committed.Activities[0]))
+	require.Nil(t, complete(polled[0]))
+
+	// Notifications of different transactions arrive in commit order: had
+	// any eager lease been notified, it would come before the marker.
+	b.createRun(t, "marker", "marker-q")
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "marker-q" {
+		select {
+		case q := <-ch:
+			got = append(got, q)
+		case <-time.After(10 * time.Second):
+			require.FailNow(t, "no notification", "got %q so far", got)
+		}
+	}
+	require.Equal(t, []string{"polled-activity-q", "marker-q"}, got)
+}
+
+// Activities completed with Eager by two processes race with signals from
+// a third and with a poller: whoever holds the workflow task commits its
+// inbox, and every item reaches the history exactly once, signals in the
+// order each sender sent them. An eager lease's inbox is read after the
+// task row is locked, so it never misses an item that a commit then
+// deletes.
+func TestEagerInboxRace(t *testing.T) {
+	t.Parallel()
+	const (
+		activities = 60
+		senders    = 4
+		each       = 30
+	)
+	b := setup(t)
+	stores := []*pgstore.Store{b.st, newStore(t, b.morePool(t, 8))}
+	signaller := newStore(t, b.morePool(t, 8))
+	now, leaseUntil := at(time.Second), at(time.Hour)
+
+	b.createRun(t, "r1", "q")
+	wt := b.claim(t, "q", base)[0]
+	p := store.CompleteWorkflowTaskParams{RunID: "r1", Token: wt.Token, ExpectedHistoryLen: 1, Now: base}
+	for seq := int64(2); seq < 2+activities; seq++ {
+		p.Events = append(p.Events, store.Event{ID: seq, Type: "activity_scheduled"})
+		p.ScheduleActivities = append(p.ScheduleActivities, store.ActivityTask{Seq: seq, ActivityType: "a", TaskQueue: "aq"})
+	}
+	_, err := b.st.CompleteWorkflowTask(b.ctx, p)
+	require.NoError(t, err)
+	acts, err := b.st.ClaimActivityTasks(b.ctx, store.ClaimParams{TaskQueue: "aq", Limit: activities, Now: base})
+	require.NoError(t, err)
+	require.Len(t, acts, activities)
+
+	// drain commits a leased workflow task, moving its inbox into the
+	// history. Items that arrived since are left for the next holder.
+	drain := func(st *pgstore.Store, wt store.WorkflowTask) error {
+		p := store.CompleteWorkflowTaskParams{RunID: "r1", Token: wt.Token, ExpectedHistoryLen: wt.Run.HistoryLen, Now: now}
+		for i, it := range wt.Inbox {
+			p.Events = append(p.Events, store.Event{ID: wt.Run.HistoryLen + int64(i) + 1, Type: it.Type, Data: it.Data})
+			p.InboxUpTo = it.ID
+		}
+		_, err := st.CompleteWorkflowTask(b.ctx, p)
+		return err
+	}
+
+	var (
+		writers sync.WaitGroup
+		poller  sync.WaitGroup
+		done    atomic.Bool
+		eager   atomic.Int64
+		errs    = make(chan error, senders+len(stores)+1)
+	)
+	for g := range senders {
+		writers.Go(func() {
+			for i := range each {
+				if _, err := signaller.Signal(b.ctx, store.SignalParams{
+					RunID: "r1", Item: store.NewInboxItem{Type: "signal", Data: fmt.Appendf(nil, "s %d/%d", g, i)}, Now: now,
+				}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for c, st := range stores {
+		writers.Go(func() {
+			for i := c; i < activities; i += len(stores) {
+				a := acts[i]
+				res, err := st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
+					RunID: "r1", Seq: a.Seq, Token: a.Token, Attempt: store.ActivityAttempt{Attempt: 1, Outcome: "completed"},
+					Item: store.NewInboxItem{Type: "activity_completed", Data: fmt.Appendf(nil, "a %d", a.Seq)}, Now: now,
+					Eager: &store.EagerLease{Owner: fmt.Sprint("completer-", c), LeaseUntil: leaseUntil},
+				})
+				if err == nil && res.Task != nil {
+					eager.Add(1)
+					err = drain(st, *res.Task)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	poller.Go(func() {
+		for {
+			last := done.Load()
+			tasks, err := b.st.ClaimWorkflowTasks(b.ctx, store.ClaimParams{
+				TaskQueue: "q", Owner: "poller", Limit: 1, Now: now, LeaseUntil: leaseUntil,
+			})
+			if err != nil {
+				errs <- err
+				return
+			}
+			for _, wt := range tasks {
+				if err := drain(b.st, wt); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if last && len(tasks) == 0 {
+				return
+			}
+		}
+	})
+	writers.Wait()
+	done.Store(true)
+	poller.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Positive(t, eager.Load(), "some completion leased the workflow task")
+
+	history, err := b.st.History(b.ctx, "r1", 1+activities)
+	require.NoError(t, err)
+	require.Len(t, history, activities+senders*each)
+	seen := map[string]bool{}
+	next := make([]int, senders)
+	for _, ev := range history {
+		data := string(ev.Data)
+		require.False(t, seen[data], "%s twice in the history", data)
+		seen[data] = true
+		if strings.HasPrefix(data, "s ") {
+			var g, i int
+			_, err := fmt.Sscanf(data, "s %d/%d", &g, &i)
+			require.NoError(t, err)
+			require.Equal(t, next[g], i, "signals of sender %d in order", g)
+			next[g]++
+		}
+	}
+	var left int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT (SELECT count(*) FROM keel_inbox)
+		+ (SELECT count(*) FROM keel_workflow_tasks) + (SELECT count(*) FROM keel_activity_tasks)`).Scan(&left))
+	require.Zero(t, left)
+}
+
+// An activity scheduled, leased eagerly and marked cancel-requested by the
+// same commit is returned cancel-requested, as ClaimActivityTasks would
+// return it after the commit.
+func TestEagerActivityCanceledInSameCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.createRun(t, "r1", "q")
+	wt := b.claim(t, "q", base)[0]
+	res, err := b.st.CompleteWorkflowTask(b.ctx, store.CompleteWorkflowTaskParams{
+		RunID: "r1", Token: wt.Token, ExpectedHistoryLen: 1,
+		Events: []store.Event{{ID: 2, Type: "command"}, {ID: 3, Type: "command"}, {ID: 4, Type: "command"}},
+		ScheduleActivities: []store.ActivityTask{
+			{Seq: 2, ActivityType: "charge", TaskQueue: "aq"},
+			{Seq: 3, ActivityType: "charge", TaskQueue: "aq"},
+		},
+		CancelActivities: []int64{3}, EagerActivities: []int64{3, 2}, EagerOwner: "w", Now: base,
+	})
+	require.NoError(t, err)
+	require.Len(t, res.Activities, 2)
+	require.EqualValues(t, 3, res.Activities[0].Seq)
+	require.True(t, res.Activities[0].CancelRequested)
+	require.EqualValues(t, 2, res.Activities[1].Seq)
+	require.False(t, res.Activities[1].CancelRequested)
+	hb, err := b.st.HeartbeatActivityTask(b.ctx, store.HeartbeatParams{
+		RunID: "r1", Seq: 3, Token: res.Activities[0].Token, Now: base,
+	})
+	require.NoError(t, err)
+	require.True(t, hb.CancelRequested)
+}

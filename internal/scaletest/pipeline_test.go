@@ -1,0 +1,149 @@
+package scaletest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/keelhq/keel/durable"
+	"github.com/keelhq/keel/durable/store/pgstore"
+)
+
+// pipeline is the workflow of the scale-out test and the benchmark: three
+// activities in sequence, n → n+1 → ×2 → +7.
+type pipeline struct {
+	wf   *durable.Workflow[int, int]
+	defs []durable.Definition // the workflow and its activities
+}
+
+// pipelineResult is what the pipeline returns for input n.
+func pipelineResult(n int) int { return (n+1)*2 + 7 }
+
+// pipelineActivityOptions keep the time a killed worker holds an activity
+// short, so that it is retried soon.
+func pipelineActivityOptions() *durable.ActivityOptions {
+	return &durable.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Second,
+		RetryPolicy:         durable.RetryPolicy{InitialInterval: 50 * time.Millisecond, MaximumInterval: 500 * time.Millisecond},
+	}
+}
+
+// newPipeline defines the pipeline. record, if not nil, is called by every
+// activity execution before it computes its result; its error fails the
+// attempt.
+func newPipeline(record func(ctx context.Context) error) *pipeline {
+	step := func(name string, f func(int) int) *durable.Activity[int, int] {
+		return durable.NewActivity(name, func(ctx context.Context, n int) (int, error) {
+			if record != nil {
+				if err := record(ctx); err != nil {
+					return 0, err
+				}
+			}
+			return f(n), nil
+		}, pipelineActivityOptions())
+	}
+	add := step("pipeline-add", func(n int) int { return n + 1 })
+	double := step("pipeline-double", func(n int) int { return n * 2 })
+	plus := step("pipeline-plus7", func(n int) int { return n + 7 })
+	wf := durable.NewWorkflow("pipeline", func(ctx durable.Context, n int) (int, error) {
+		for _, a := range []*durable.Activity[int, int]{add, double, plus} {
+			var err error
+			if n, err = a.Run(ctx, n); err != nil {
+				return 0, err
+			}
+		}
+		return n, nil
+	})
+	return &pipeline{wf: wf, defs: []durable.Definition{wf, add, double, plus}}
+}
+
+// executionsTableSQL creates the table in which the scale-out test's
+// activities record every execution, outside the engine.
+const executionsTableSQL = `
+CREATE TABLE scaletest_executions (
+	id              bigserial PRIMARY KEY,
+	idempotency_key text    NOT NULL,
+	attempt         integer NOT NULL,
+	run_id          text    NOT NULL,
+	seq             bigint  NOT NULL,
+	pid             integer NOT NULL
+);
+CREATE INDEX scaletest_executions_key ON scaletest_executions (idempotency_key, attempt)`
+
+// workerArg configures a worker child.
+type workerArg struct {
+	// Record makes activities insert a row in scaletest_executions.
+	Record              bool          `json:"record"`
+	PoolConns           int32         `json:"pool_conns"`
+	WorkflowTasks       int           `json:"workflow_tasks"`
+	Activities          int           `json:"activities"`
+	WorkflowTaskTimeout time.Duration `json:"workflow_task_timeout"`
+}
+
+func (a workerArg) env(schema string) childEnv {
+	b, err := json.Marshal(a)
+	if err != nil {
+		panic(err)
+	}
+	return childEnv{mode: "worker", schema: schema, arg: string(b)}
+}
+
+// workerMain is a worker process: an engine with the pipeline registered
+// and a worker on the default task queue, until stdin closes (or the
+// parent kills it).
+func workerMain(ctx context.Context) error {
+	var arg workerArg
+	if err := json.Unmarshal([]byte(os.Getenv(argEnv)), &arg); err != nil {
+		return fmt.Errorf("decode %s: %w", argEnv, err)
+	}
+	parent := newParentIO()
+	pool, err := childPool(ctx, arg.PoolConns)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	st, err := pgstore.New(ctx, pool, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	var record func(ctx context.Context) error
+	if arg.Record {
+		pid := os.Getpid()
+		record = func(ctx context.Context) error {
+			info, _ := durable.GetActivityInfo(ctx)
+			_, err := pool.Exec(ctx, `INSERT INTO scaletest_executions (idempotency_key, attempt, run_id, seq, pid)
+				VALUES ($1, $2, $3, $4, $5)`, info.IdempotencyKey, info.Attempt, info.RunID, info.Seq, pid)
+			return err
+		}
+	}
+	p := newPipeline(record)
+	e, err := durable.New(st, &durable.Config{
+		CacheSize:           10000,
+		Logger:              slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		PollInterval:        100 * time.Millisecond,
+		WorkflowTaskTimeout: arg.WorkflowTaskTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	if err := e.Register(p.defs...); err != nil {
+		return err
+	}
+	e.NewWorker(&durable.WorkerOptions{MaxConcurrentWorkflowTasks: arg.WorkflowTasks, MaxConcurrentActivities: arg.Activities})
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	parent.send("ready")
+	waitErr := parent.waitClosed(ctx)
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Stop(stopCtx); err != nil {
+		return fmt.Errorf("stop engine: %w", err)
+	}
+	return waitErr
+}
