@@ -2,6 +2,7 @@ package durable_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -196,4 +197,38 @@ func BenchmarkW4SleepOvershoot(b *testing.B) {
 	}
 	b.StopTimer()
 	reportPercentiles(b, samples, "overshoot-")
+}
+
+// BenchmarkFloorCommit is the floor F: one INSERT and COMMIT on a SQLite
+// file opened with the settings sqlitestore.Open uses (WAL,
+// synchronous=FULL), measured in the same run as the workloads.
+func BenchmarkFloorCommit(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "floor.db")
+	db, err := sql.Open("sqlite", path+"?_busy_timeout=10000&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE floor (id INTEGER PRIMARY KEY, payload BLOB)`); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 100)
+	samples := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		tx, err := db.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := tx.Exec(`INSERT INTO floor (payload) VALUES (?)`, payload); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		samples = append(samples, time.Since(t0))
+	}
+	b.StopTimer()
+	reportPercentiles(b, samples, "")
 }

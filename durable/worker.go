@@ -339,23 +339,42 @@ func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask) {
 		w.closeWithFailure(ctx, t, err)
 		return
 	}
-	p := store.CompleteWorkflowTaskParams{
-		RunID:              t.Run.RunID,
-		Token:              t.Token,
-		ExpectedHistoryLen: t.Run.HistoryLen,
+	p := w.taskParams(rs, t.Token, t.Run.HistoryLen)
+	if n := len(t.Inbox); n > 0 {
+		p.InboxUpTo = t.Inbox[n-1].ID
+	}
+	err := w.commitTask(ctx, rs, p, e.store.CompleteWorkflowTask)
+	switch {
+	case errors.Is(err, store.ErrLeaseLost):
+		e.logger.Warn("workflow task lease lost; another worker took over", "run_id", t.Run.RunID)
+	case err != nil:
+		e.logger.Error("commit workflow task", "run_id", t.Run.RunID, "error", err)
+	}
+}
+
+// taskParams returns the commit of a workflow task's output.
+func (w *Worker) taskParams(rs *runState, token string, expectedLen int64) store.CompleteWorkflowTaskParams {
+	return store.CompleteWorkflowTaskParams{
+		RunID:              rs.info.RunID,
+		Token:              token,
+		ExpectedHistoryLen: expectedLen,
 		Events:             rs.newEvents,
 		ScheduleActivities: rs.activities,
 		StartTimers:        rs.timers,
 		CancelTimers:       rs.cancelTimers,
 		CancelActivities:   rs.cancelActivities,
 		Close:              rs.closeRun,
-		Now:                e.clock.Now(),
+		Now:                w.e.clock.Now(),
 	}
-	if n := len(t.Inbox); n > 0 {
-		p.InboxUpTo = t.Inbox[n-1].ID
-	}
-	// Eager dispatch: lease new activities to this process, in the commit,
-	// when a local worker of their queue has room.
+}
+
+// commitTask commits a workflow task's output with write, leasing its new
+// activities to local workers that have room (eager dispatch), and then
+// dispatches them, wakes whoever else must act, and caches or closes the
+// run. On error the run is evicted.
+func (w *Worker) commitTask(ctx context.Context, rs *runState, p store.CompleteWorkflowTaskParams,
+	write func(context.Context, store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error)) error {
+	e := w.e
 	eager := map[int64]*Worker{}
 	if rs.closeRun == nil {
 		for _, a := range rs.activities {
@@ -369,7 +388,7 @@ func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask) {
 	var res store.CompleteWorkflowTaskResult
 	err := e.retryWrite(ctx, "complete workflow task", func() error {
 		var err error
-		res, err = e.store.CompleteWorkflowTask(ctx, p)
+		res, err = write(ctx, p)
 		return err
 	})
 	for _, a := range res.Activities {
@@ -383,12 +402,7 @@ func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask) {
 	}
 	if err != nil {
 		rs.close()
-		if errors.Is(err, store.ErrLeaseLost) {
-			e.logger.Warn("workflow task lease lost; another worker took over", "run_id", t.Run.RunID)
-			return
-		}
-		e.logger.Error("commit workflow task", "run_id", t.Run.RunID, "error", err)
-		return
+		return err
 	}
 	if len(res.Activities) < len(rs.activities) {
 		for _, a := range rs.activities {
@@ -400,14 +414,43 @@ func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask) {
 	}
 	if rs.closeRun != nil {
 		rs.close()
-		e.notifyClosed(t.Run.RunID)
-		return
+		e.notifyClosed(rs.info.RunID)
+		return nil
 	}
 	rs.resetOutput()
 	e.cache.put(rs)
 	if res.Pending {
-		e.notifyQueue(t.Run.TaskQueue)
+		e.notifyQueue(rs.info.TaskQueue)
 	}
+	return nil
+}
+
+// runOnCompletion is the fast path for an activity whose run is cached here:
+// the workflow task that the activity's outcome wakes is run at once, and
+// the outcome and the task's commands are committed in one transaction. It
+// consumes rs. done is false when the run was not idle (or the task cannot
+// be committed this way); nothing was written then, and the caller records
+// the outcome the ordinary way.
+func (w *Worker) runOnCompletion(ctx context.Context, rs *runState, ap store.CompleteActivityTaskParams) (done bool, err error) {
+	e := w.e
+	base := rs.historyLen
+	if err := rs.applyInbox([]store.InboxItem{{Type: ap.Item.Type, Data: ap.Item.Data, Time: ap.Now}}); err != nil {
+		// A panic or non-determinism: an ordinary task records it.
+		rs.close()
+		return false, nil
+	}
+	if err := w.checkLimits(rs); err != nil {
+		rs.close()
+		return false, nil
+	}
+	p := w.taskParams(rs, "", base)
+	err = w.commitTask(ctx, rs, p, func(ctx context.Context, p store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+		return e.store.CompleteActivityWithWorkflowTask(ctx, store.CompleteActivityWithWorkflowTaskParams{Activity: ap, Workflow: p})
+	})
+	if errors.Is(err, store.ErrRunBusy) {
+		return false, nil
+	}
+	return true, err
 }
 
 // checkLimits warns about a large history, and returns ErrHistoryTooLarge
@@ -672,6 +715,17 @@ func (w *Worker) failActivity(ctx context.Context, t store.ActivityTask, att sto
 // leased in the same transaction and run here, with no poll in between.
 func (w *Worker) completeActivity(ctx context.Context, p store.CompleteActivityTaskParams) error {
 	e := w.e
+	if rs := e.cache.take(p.RunID); rs != nil {
+		if ww := e.localWorker(rs.info.TaskQueue); ww != nil && ww.tryAcquire(ww.wfSem) {
+			done, err := ww.runOnCompletion(ctx, rs, p)
+			<-ww.wfSem
+			if done {
+				return err
+			}
+		} else {
+			e.cache.put(rs)
+		}
+	}
 	var ww *Worker
 	if queue, ok := e.cache.queueOf(p.RunID); ok {
 		if ww = e.localWorker(queue); ww != nil && !ww.tryAcquire(ww.wfSem) {

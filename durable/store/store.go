@@ -11,10 +11,14 @@
 // atomicity, ordering and fencing:
 //
 //   - A run's history is append-only and only the holder of the run's workflow
-//     task lease appends to it, guarded by the expected history length.
+//     task lease appends to it, guarded by the expected history length; or,
+//     while the run has no workflow task at all, CompleteActivityWithWorkflowTask,
+//     guarded likewise.
 //   - Everything that happens to a run (an activity result, a fired timer, a
 //     signal, a cancel request) is written to the run's inbox in the same
-//     transaction that makes a workflow task for the run runnable.
+//     transaction that makes a workflow task for the run runnable, except an
+//     activity result that CompleteActivityWithWorkflowTask appends to the
+//     history directly.
 //   - Every lease carries a token; a completion with a token that is no longer
 //     the current one fails with ErrLeaseLost and changes nothing.
 package store
@@ -40,6 +44,10 @@ var (
 	ErrWorkflowIDInUse = errors.New("workflow ID already used")
 	// ErrSchemaTooNew: the database was migrated by a newer version of Keel.
 	ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+	// ErrRunBusy: CompleteActivityWithWorkflowTask found the run not idle
+	// (it has a workflow task, leased or runnable, or its history moved);
+	// nothing was written.
+	ErrRunBusy = errors.New("run busy")
 )
 
 // RunStatus is the lifecycle state of a run.
@@ -317,6 +325,31 @@ type CompleteActivityTaskResult struct {
 	Task *WorkflowTask // nil unless Eager was set and the task was claimable
 }
 
+// CompleteActivityWithWorkflowTaskParams records an activity's final outcome
+// and, in the same transaction, the workflow task that the engine already
+// ran on it: the fast path for a run that is cached in the process where its
+// activity completed, which saves the separate workflow-task claim and
+// commit.
+type CompleteActivityWithWorkflowTaskParams struct {
+	// Activity is written as by CompleteActivityTask, except that its Item
+	// is not written to the inbox: Workflow.Events already holds it. Its
+	// Eager field is ignored.
+	Activity CompleteActivityTaskParams
+	// Workflow is committed as by CompleteWorkflowTask, except that there is
+	// no lease to check: its Token and InboxUpTo are ignored, and instead
+	// the run must be idle — running, with no workflow task row (so its
+	// inbox is empty and no one holds or awaits a workflow task) and with
+	// exactly ExpectedHistoryLen events. Otherwise the call returns
+	// ErrRunBusy and writes nothing. Its eager activities are leased as in
+	// CompleteWorkflowTask. No workflow task row is left behind.
+	//
+	// Activity.RunID and Workflow.RunID must be the same run; otherwise the
+	// call fails with an error other than ErrLeaseLost and ErrRunBusy and
+	// writes nothing. The activity's fence is checked first: when both
+	// fences fail, the error is ErrLeaseLost.
+	Workflow CompleteWorkflowTaskParams
+}
+
 // RetryActivityTaskParams records a failed attempt and makes the task
 // claimable again at RetryAt as attempt Attempt.Attempt+1.
 type RetryActivityTaskParams struct {
@@ -423,6 +456,11 @@ type Store interface {
 	ClaimActivityTasks(ctx context.Context, p ClaimParams) ([]ActivityTask, error)
 	// CompleteActivityTask records a final outcome (ErrLeaseLost when fenced).
 	CompleteActivityTask(ctx context.Context, p CompleteActivityTaskParams) (CompleteActivityTaskResult, error)
+	// CompleteActivityWithWorkflowTask records an activity's final outcome
+	// and the workflow task run on it, in one transaction (ErrLeaseLost when
+	// the activity is fenced, ErrRunBusy when the run is not idle; either
+	// way nothing is written).
+	CompleteActivityWithWorkflowTask(ctx context.Context, p CompleteActivityWithWorkflowTaskParams) (CompleteWorkflowTaskResult, error)
 	// RetryActivityTask records a failed attempt and schedules the next
 	// (ErrLeaseLost when fenced).
 	RetryActivityTask(ctx context.Context, p RetryActivityTaskParams) error

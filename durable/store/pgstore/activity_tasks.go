@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -130,15 +131,21 @@ recorded AS (
 		outcome = excluded.outcome, error = excluded.error
 )`
 
+// lockRunningTemplate locks run $1's row ({lock} is the row lock's
+// strength) and stops the transaction with KL001 unless the run is
+// running: the activity tasks of a run that is not running are gone, so
+// the caller's lease on one is lost.
+const lockRunningTemplate = `
+SELECT keel_raise('KL001', 'the run is not running')
+WHERE NOT EXISTS (SELECT 1 FROM keel_runs WHERE run_id = $1 AND status = 'running' FOR {lock})`
+
 // Statements of CompleteActivityTask. The run row is share-locked first
 // (every writer locks a run's row before its task rows); the task is
 // deleted if it still has the caller's token or, for the empty token that
 // ExpiredActivityTasks returns for an unleased task, if it is still
 // unleased at the same attempt.
 var (
-	lockRunSharedSQL = `
-SELECT keel_raise('KL001', 'the run is not running')
-WHERE NOT EXISTS (SELECT 1 FROM keel_runs WHERE run_id = $1 AND status = 'running' FOR SHARE)`
+	lockRunSharedSQL = strings.Replace(lockRunningTemplate, "{lock}", "SHARE", 1)
 
 	deleteActivityTaskSQL = `
 WITH task AS (
@@ -194,12 +201,9 @@ func (s *Store) CompleteActivityTask(ctx context.Context, p store.CompleteActivi
 	if e := p.Eager; e != nil && !e.LeaseUntil.After(now) {
 		return fail(fmt.Errorf("eager LeaseUntil %v is not after Now %v", e.LeaseUntil, now))
 	}
-	a := p.Attempt
 	var res store.CompleteActivityTaskResult
 	b := &pgx.Batch{}
-	b.Queue(lockRunSharedSQL, p.RunID)
-	b.Queue(deleteActivityTaskSQL, p.RunID, p.Seq, p.Token, a.Attempt, a.ActivityType, a.Owner,
-		nullNanos(a.StartedAt), nullNanos(a.EndedAt), a.Outcome, a.Error)
+	queueActivityDone(b, lockRunSharedSQL, p)
 	if e := p.Eager; e == nil {
 		b.Queue(activityOutcomeSQL, p.RunID, nanos(now), p.Item.Type, p.Item.Data, s.channel)
 	} else {
@@ -220,6 +224,70 @@ func (s *Store) CompleteActivityTask(ctx context.Context, p store.CompleteActivi
 		return fail(err)
 	}
 	return res, nil
+}
+
+// queueActivityDone queues on b the statements that end activity task p:
+// lock, which locks the run row and fails unless the run is running, and
+// the fenced delete of the task with the record of p.Attempt.
+func queueActivityDone(b *pgx.Batch, lock string, p store.CompleteActivityTaskParams) {
+	a := p.Attempt
+	b.Queue(lock, p.RunID)
+	b.Queue(deleteActivityTaskSQL, p.RunID, p.Seq, p.Token, a.Attempt, a.ActivityType, a.Owner,
+		nullNanos(a.StartedAt), nullNanos(a.EndedAt), a.Outcome, a.Error)
+}
+
+// Statements of CompleteActivityWithWorkflowTask, around
+// deleteActivityTaskSQL and the statements of a workflow task commit.
+var (
+	// lockRunForUpdateSQL locks the run row as a commit does (the
+	// transaction appends to the history), before the task rows. The lock
+	// conflicts with the share lock that every inbox write holds on the run
+	// row while it upserts the run's workflow task row, and with the lock
+	// of every other commit: those writes land wholly before this
+	// transaction or wholly after it.
+	lockRunForUpdateSQL = strings.Replace(lockRunningTemplate, "{lock}", "KEY SHARE", 1)
+
+	// runIdleSQL stops the transaction with KL005 unless run $1, locked by
+	// lockRunForUpdateSQL, has exactly $2 events and no workflow task (so
+	// an empty inbox, and nobody holding or waiting for a task). It is a
+	// statement of its own, after the lock: its snapshot has every commit
+	// of the writers that held the lock before, which the locking
+	// statement's snapshot, taken before its wait, would miss.
+	runIdleSQL = `
+SELECT keel_raise('KL005', 'the run has a workflow task or its history moved on')
+WHERE NOT EXISTS (SELECT 1 FROM keel_runs WHERE run_id = $1 AND history_len = $2)
+	OR EXISTS (SELECT 1 FROM keel_workflow_tasks WHERE run_id = $1)`
+)
+
+// CompleteActivityWithWorkflowTask records an activity's final outcome and
+// commits the workflow task the caller already ran on it, in one round
+// trip. The activity is fenced first, as CompleteActivityTask fences it
+// (store.ErrLeaseLost, also when the run is not running); then the run
+// must be idle: exactly p.Workflow.ExpectedHistoryLen events and no
+// workflow task row (store.ErrRunBusy). Either way nothing is written.
+// The outcome's inbox item is not written, and no workflow task row is
+// made: the commit writes what CompleteWorkflowTask writes after its
+// fence, eager activities included, and its result's Pending is always
+// false.
+func (s *Store) CompleteActivityWithWorkflowTask(ctx context.Context, p store.CompleteActivityWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	ap, wp := p.Activity, p.Workflow
+	fail := func(err error) (store.CompleteWorkflowTaskResult, error) {
+		return store.CompleteWorkflowTaskResult{}, fmt.Errorf("pgstore: complete activity %s/%d with workflow task: %w", ap.RunID, ap.Seq, err)
+	}
+	if wp.RunID != ap.RunID {
+		return fail(fmt.Errorf("the workflow task is of run %q", wp.RunID))
+	}
+	var result store.CompleteWorkflowTaskResult
+	b := &pgx.Batch{}
+	queueActivityDone(b, lockRunForUpdateSQL, ap)
+	b.Queue(runIdleSQL, wp.RunID, wp.ExpectedHistoryLen)
+	if err := s.queueCommit(b, wp, nowOr(wp.Now), &result); err != nil {
+		return fail(err)
+	}
+	if err := s.send(ctx, b); err != nil {
+		return fail(err)
+	}
+	return result, nil
 }
 
 // retryActivityTaskSQL makes a task claimable again at $11 as the next

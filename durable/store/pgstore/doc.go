@@ -37,6 +37,14 @@
 // already leased, and CompleteActivityTask with Eager adds one statement
 // that leases the workflow task, if it is claimable, and reads it back
 // with its inbox. Without the eager fields, none of this adds a statement.
+// CompleteActivityWithWorkflowTask is the activity completion and the
+// commit of the workflow task run on it, in one round trip too: instead of
+// a lease it locks the run's row as a commit does and checks that the run
+// is idle (its expected history length and no workflow task row), in a
+// statement of its own after the lock, so that an inbox write racing with
+// it (a signal, a timer, another activity) lands wholly before it, and
+// makes it fail with store.ErrRunBusy, or wholly after it, and makes a
+// workflow task as usual.
 //
 // # Concurrency
 //

@@ -150,6 +150,7 @@ const (
 	codeNotFound        = "KL002"
 	codeRunClosed       = "KL003"
 	codeWorkflowIDInUse = "KL004"
+	codeRunBusy         = "KL005"
 )
 
 // storeErr turns an error raised by keel_raise into the matching store
@@ -170,6 +171,8 @@ func storeErr(err error) error {
 		sentinel = store.ErrRunClosed
 	case codeWorkflowIDInUse:
 		sentinel = store.ErrWorkflowIDInUse
+	case codeRunBusy:
+		sentinel = store.ErrRunBusy
 	default:
 		return err
 	}

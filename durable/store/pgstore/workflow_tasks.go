@@ -280,68 +280,17 @@ var (
 // run still running (store.ErrLeaseLost otherwise, with nothing written).
 func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
 	now := nowOr(p.Now)
-	fail := func(err error) (store.CompleteWorkflowTaskResult, error) {
-		return store.CompleteWorkflowTaskResult{}, fmt.Errorf("pgstore: complete workflow task of run %s: %w", p.RunID, err)
-	}
-	if p.Close != nil && !p.Close.Status.Closed() {
-		return fail(fmt.Errorf("close status %q is not final", p.Close.Status))
-	}
-	if err := checkEagerActivities(p); err != nil {
-		return fail(err)
-	}
-	n := len(p.Events)
-	var (
-		size   int64
-		ids    = make([]int64, n)
-		types  = make([]string, n)
-		times  = make([]int64, n)
-		datas  = make([][]byte, n)
-		tnow   = nanos(now)
-		result store.CompleteWorkflowTaskResult
-	)
-	for i, ev := range p.Events {
-		if want := p.ExpectedHistoryLen + int64(i) + 1; ev.ID != want {
-			return fail(fmt.Errorf("event %d has ID %d, want %d", i, ev.ID, want))
-		}
-		ids[i], types[i], times[i], datas[i] = ev.ID, ev.Type, nanos(orTime(ev.Time, now)), ev.Data
-		size += int64(len(ev.Data))
-	}
-
+	var result store.CompleteWorkflowTaskResult
 	b := &pgx.Batch{}
 	b.Queue(lockRunForCommitSQL, p.RunID, p.ExpectedHistoryLen)
 	b.Queue(lockWorkflowTaskSQL, p.RunID, p.Token)
-	if n > 0 {
-		b.Queue(insertEventsSQL, p.RunID, ids, types, times, datas)
+	if err := s.queueCommit(b, p, now, &result); err != nil {
+		return store.CompleteWorkflowTaskResult{}, fmt.Errorf("pgstore: complete workflow task of run %s: %w", p.RunID, err)
 	}
-	if c := p.Close; c != nil {
-		b.Queue(closeRunSQL, p.RunID, int64(n), size, tnow, string(c.Status), c.Result, c.Failure)
-		b.Queue(deleteRunTasksSQL, p.RunID)
-	} else {
-		b.Queue(commitRunSQL, p.RunID, int64(n), size, tnow)
+	if p.Close == nil {
+		tnow := nanos(now)
 		if p.InboxUpTo > 0 {
 			b.Queue(deleteInboxSQL, p.RunID, p.InboxUpTo)
-		}
-		if len(p.ScheduleActivities) > 0 {
-			args := append([]any{p.RunID, tnow, s.channel}, activityArrays(p.ScheduleActivities, now)...)
-			if len(p.EagerActivities) == 0 {
-				b.Queue(insertActivitiesSQL, args...)
-			} else {
-				b.Queue(insertEagerActivitiesSQL, append(args, p.EagerOwner, p.EagerActivities)...).Query(func(rows pgx.Rows) error {
-					var err error
-					result.Activities, err = eagerActivities(rows, p)
-					return err
-				})
-			}
-		}
-		if len(p.StartTimers) > 0 {
-			seqs, fireAts, itemTypes, itemDatas := timerArrays(p.StartTimers, now)
-			b.Queue(insertTimersSQL, p.RunID, seqs, fireAts, itemTypes, itemDatas)
-		}
-		if len(p.CancelTimers) > 0 {
-			b.Queue(deleteTimersSQL, p.RunID, p.CancelTimers)
-		}
-		if len(p.CancelActivities) > 0 {
-			b.Queue(cancelActivitiesSQL, p.RunID, p.CancelActivities)
 		}
 		b.Queue(requeueWorkflowTaskSQL, p.RunID, tnow, s.channel).QueryRow(func(row pgx.Row) error {
 			var requeued int64
@@ -352,9 +301,74 @@ func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkfl
 		b.Queue(finishWorkflowTaskSQL, p.RunID, p.Token)
 	}
 	if err := s.send(ctx, b); err != nil {
-		return fail(err)
+		return store.CompleteWorkflowTaskResult{}, fmt.Errorf("pgstore: complete workflow task of run %s: %w", p.RunID, err)
 	}
 	return result, nil
+}
+
+// queueCommit checks p and queues on b the statements that write a
+// workflow task's output at now, after the statements that fence and lock
+// the run: the events and the run's new length (and final status, with
+// every task, timer and inbox item of the run deleted, when p.Close is
+// set), the activities (leasing the eager ones into result.Activities),
+// the timers and the cancellations. The inbox and the workflow task row
+// are the caller's.
+func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, now time.Time, result *store.CompleteWorkflowTaskResult) error {
+	if p.Close != nil && !p.Close.Status.Closed() {
+		return fmt.Errorf("close status %q is not final", p.Close.Status)
+	}
+	if err := checkEagerActivities(p); err != nil {
+		return err
+	}
+	n := len(p.Events)
+	var (
+		size  int64
+		ids   = make([]int64, n)
+		types = make([]string, n)
+		times = make([]int64, n)
+		datas = make([][]byte, n)
+		tnow  = nanos(now)
+	)
+	for i, ev := range p.Events {
+		if want := p.ExpectedHistoryLen + int64(i) + 1; ev.ID != want {
+			return fmt.Errorf("event %d has ID %d, want %d", i, ev.ID, want)
+		}
+		ids[i], types[i], times[i], datas[i] = ev.ID, ev.Type, nanos(orTime(ev.Time, now)), ev.Data
+		size += int64(len(ev.Data))
+	}
+
+	if n > 0 {
+		b.Queue(insertEventsSQL, p.RunID, ids, types, times, datas)
+	}
+	if c := p.Close; c != nil {
+		b.Queue(closeRunSQL, p.RunID, int64(n), size, tnow, string(c.Status), c.Result, c.Failure)
+		b.Queue(deleteRunTasksSQL, p.RunID)
+		return nil
+	}
+	b.Queue(commitRunSQL, p.RunID, int64(n), size, tnow)
+	if len(p.ScheduleActivities) > 0 {
+		args := append([]any{p.RunID, tnow, s.channel}, activityArrays(p.ScheduleActivities, now)...)
+		if len(p.EagerActivities) == 0 {
+			b.Queue(insertActivitiesSQL, args...)
+		} else {
+			b.Queue(insertEagerActivitiesSQL, append(args, p.EagerOwner, p.EagerActivities)...).Query(func(rows pgx.Rows) error {
+				var err error
+				result.Activities, err = eagerActivities(rows, p)
+				return err
+			})
+		}
+	}
+	if len(p.StartTimers) > 0 {
+		seqs, fireAts, itemTypes, itemDatas := timerArrays(p.StartTimers, now)
+		b.Queue(insertTimersSQL, p.RunID, seqs, fireAts, itemTypes, itemDatas)
+	}
+	if len(p.CancelTimers) > 0 {
+		b.Queue(deleteTimersSQL, p.RunID, p.CancelTimers)
+	}
+	if len(p.CancelActivities) > 0 {
+		b.Queue(cancelActivitiesSQL, p.RunID, p.CancelActivities)
+	}
+	return nil
 }
 
 // checkEagerActivities checks that every seq of p.EagerActivities is that

@@ -90,14 +90,7 @@ func (s *Store) CompleteActivityTask(ctx context.Context, p store.CompleteActivi
 	}
 	var res store.CompleteActivityTaskResult
 	err := s.write(ctx, func(t *tx) error {
-		n, err := t.execN(s.q.completeActivity, p.RunID, p.Seq, p.Token, p.Attempt.Attempt)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return store.ErrLeaseLost
-		}
-		if err := s.insertAttempt(t, p.RunID, p.Seq, &p.Attempt); err != nil {
+		if err := s.finishActivity(t, &p); err != nil {
 			return err
 		}
 		if _, err := t.exec(s.q.insertInbox, p.RunID, p.Item.Type, nanos(now), blob(p.Item.Data)); err != nil {
@@ -106,11 +99,60 @@ func (s *Store) CompleteActivityTask(ctx context.Context, p store.CompleteActivi
 		if p.Eager == nil {
 			return nil
 		}
+		var err error
 		res.Task, err = s.leaseWorkflowTask(t, p.RunID, p.Eager, now)
 		return err
 	})
 	if err != nil {
 		return store.CompleteActivityTaskResult{}, fmt.Errorf("sqlitestore: complete activity %s/%d: %w", p.RunID, p.Seq, err)
+	}
+	return res, nil
+}
+
+// finishActivity deletes p's activity task, fenced on p.Token
+// (store.ErrLeaseLost otherwise), and records p.Attempt. It does not write
+// p.Item.
+func (s *Store) finishActivity(t *tx, p *store.CompleteActivityTaskParams) error {
+	n, err := t.execN(s.q.completeActivity, p.RunID, p.Seq, p.Token, p.Attempt.Attempt)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrLeaseLost
+	}
+	return s.insertAttempt(t, p.RunID, p.Seq, &p.Attempt)
+}
+
+// CompleteActivityWithWorkflowTask does in one transaction what
+// CompleteActivityTask (without writing p.Activity.Item, and ignoring
+// p.Activity.Eager) and then CompleteWorkflowTask would do, but the
+// workflow task commit is fenced on the run being idle instead of on a
+// lease: running at p.Workflow.ExpectedHistoryLen, with no workflow task
+// (store.ErrRunBusy otherwise). The activity's fence is checked first
+// (store.ErrLeaseLost). On either error nothing is written.
+func (s *Store) CompleteActivityWithWorkflowTask(ctx context.Context, p store.CompleteActivityWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	a := &p.Activity
+	wrap := func(err error) error {
+		return fmt.Errorf("sqlitestore: complete activity %s/%d with workflow task: %w", a.RunID, a.Seq, err)
+	}
+	if a.RunID != p.Workflow.RunID {
+		return store.CompleteWorkflowTaskResult{}, wrap(fmt.Errorf("workflow task of another run, %s", p.Workflow.RunID))
+	}
+	c, err := newWorkflowCommit(&p.Workflow)
+	if err != nil {
+		return store.CompleteWorkflowTaskResult{}, wrap(err)
+	}
+	var res store.CompleteWorkflowTaskResult
+	err = s.write(ctx, func(t *tx) error {
+		if err := s.finishActivity(t, a); err != nil {
+			return err
+		}
+		var err error
+		res, err = s.commitWorkflowTask(t, c, true)
+		return err
+	})
+	if err != nil {
+		return store.CompleteWorkflowTaskResult{}, wrap(err)
 	}
 	return res, nil
 }

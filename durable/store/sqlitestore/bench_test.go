@@ -51,7 +51,7 @@ func BenchmarkCreateRun(b *testing.B) {
 // and closing commit. That is 15 calls, each a committed, fsynced
 // transaction; it also reports the time per call.
 func BenchmarkWorkflow(b *testing.B) {
-	benchWorkflow(b, false)
+	benchWorkflow(b, viaClaims)
 }
 
 // BenchmarkWorkflowEager measures the workflow of BenchmarkWorkflow through
@@ -60,17 +60,36 @@ func BenchmarkWorkflow(b *testing.B) {
 // completion leases the next workflow task. That is 8 calls: CreateRun,
 // then per activity a commit and a completion, then the closing commit.
 func BenchmarkWorkflowEager(b *testing.B) {
-	benchWorkflow(b, true)
+	benchWorkflow(b, viaEager)
 }
 
-func benchWorkflow(b *testing.B, eager bool) {
+// BenchmarkWorkflowCombined measures the workflow of BenchmarkWorkflow
+// with the eager fast paths and CompleteActivityWithWorkflowTask, which
+// commits each activity's completion with the workflow task run on its
+// result. That is 5 calls: CreateRun, the commit scheduling the first
+// activity, then per activity one combined call, the last one closing the
+// run.
+func BenchmarkWorkflowCombined(b *testing.B) {
+	benchWorkflow(b, viaCombined)
+}
+
+// dispatch is how runWorkflowOn moves a workflow forward.
+type dispatch int
+
+const (
+	viaClaims   dispatch = iota // every task is claimed
+	viaEager                    // eager leases instead of claims
+	viaCombined                 // viaEager, and activity completions committed with the next workflow task
+)
+
+func benchWorkflow(b *testing.B, via dispatch) {
 	s := openBench(b)
 	ctx := context.Background()
 	calls := 0
 	i := 0
 	for b.Loop() {
 		i++
-		calls += runWorkflowOn(b, ctx, s, fmt.Sprintf("run-%d", i), "q", eager)
+		calls += runWorkflowOn(b, ctx, s, fmt.Sprintf("run-%d", i), "q", via)
 	}
 	b.ReportMetric(float64(calls)/float64(i), "calls/op")
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(calls), "µs/call")
@@ -79,16 +98,22 @@ func benchWorkflow(b *testing.B, eager bool) {
 // BenchmarkWorkflowParallel runs the workflow of BenchmarkWorkflow from 8
 // goroutines per CPU at once; their commits share transactions and fsyncs.
 func BenchmarkWorkflowParallel(b *testing.B) {
-	benchWorkflowParallel(b, false)
+	benchWorkflowParallel(b, viaClaims)
 }
 
 // BenchmarkWorkflowEagerParallel runs the workflow of
 // BenchmarkWorkflowEager from 8 goroutines per CPU at once.
 func BenchmarkWorkflowEagerParallel(b *testing.B) {
-	benchWorkflowParallel(b, true)
+	benchWorkflowParallel(b, viaEager)
 }
 
-func benchWorkflowParallel(b *testing.B, eager bool) {
+// BenchmarkWorkflowCombinedParallel runs the workflow of
+// BenchmarkWorkflowCombined from 8 goroutines per CPU at once.
+func BenchmarkWorkflowCombinedParallel(b *testing.B) {
+	benchWorkflowParallel(b, viaCombined)
+}
+
+func benchWorkflowParallel(b *testing.B, via dispatch) {
 	s := openBench(b)
 	ctx := context.Background()
 	var next atomic.Int64
@@ -96,7 +121,7 @@ func benchWorkflowParallel(b *testing.B, eager bool) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			id := fmt.Sprintf("run-%d", next.Add(1))
-			runWorkflowOn(b, ctx, s, id, "q-"+id, eager)
+			runWorkflowOn(b, ctx, s, id, "q-"+id, via)
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "workflows/s")
@@ -152,10 +177,10 @@ func BenchmarkClaimCompleteRound(b *testing.B) {
 
 // runWorkflowOn drives one three-activity workflow through the store, with
 // the run's workflow and activity tasks on task queues named after queue,
-// and returns the number of store calls it made. With eager, it uses the
-// eager-dispatch fast paths instead of claims.
-func runWorkflowOn(b *testing.B, ctx context.Context, s *sqlitestore.Store, id, queue string, eager bool) int {
+// and returns the number of store calls it made.
+func runWorkflowOn(b *testing.B, ctx context.Context, s *sqlitestore.Store, id, queue string, via dispatch) int {
 	now := time.Now()
+	eager := via != viaClaims
 	lease := &store.EagerLease{Owner: "w", LeaseUntil: now.Add(time.Minute)}
 	create := store.CreateRunParams{
 		RunID: id, WorkflowID: "wf-" + id, WorkflowType: "order", TaskQueue: queue,
@@ -170,24 +195,33 @@ func runWorkflowOn(b *testing.B, ctx context.Context, s *sqlitestore.Store, id, 
 		b.Fatal(err)
 	}
 	wt := created.Task // nil unless eager
+	// done is the completion of the previous activity, when it is to be
+	// committed with the workflow task (viaCombined), which then runs at
+	// history length histLen.
+	var done *store.CompleteActivityTaskParams
+	histLen := int64(1)
 	claimParams := store.ClaimParams{TaskQueue: queue, Owner: "w", Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)}
 	for seq := int64(2); ; seq++ {
-		if wt == nil {
-			tasks, err := s.ClaimWorkflowTasks(ctx, claimParams)
-			calls++
-			if err != nil || len(tasks) != 1 {
-				b.Fatal(err, len(tasks))
+		var p store.CompleteWorkflowTaskParams
+		if done != nil {
+			p = store.CompleteWorkflowTaskParams{RunID: id, ExpectedHistoryLen: histLen, Now: now,
+				Events: []store.Event{{ID: histLen + 1, Type: done.Item.Type, Time: now, Data: done.Item.Data}}}
+		} else {
+			if wt == nil {
+				tasks, err := s.ClaimWorkflowTasks(ctx, claimParams)
+				calls++
+				if err != nil || len(tasks) != 1 {
+					b.Fatal(err, len(tasks))
+				}
+				wt = &tasks[0]
 			}
-			wt = &tasks[0]
+			p = store.CompleteWorkflowTaskParams{RunID: id, Token: wt.Token, ExpectedHistoryLen: wt.Run.HistoryLen, Now: now}
+			for i, it := range wt.Inbox {
+				p.Events = append(p.Events, store.Event{ID: wt.Run.HistoryLen + int64(i) + 1, Type: it.Type, Time: it.Time, Data: it.Data})
+				p.InboxUpTo = it.ID
+			}
 		}
-		p := store.CompleteWorkflowTaskParams{RunID: id, Token: wt.Token, ExpectedHistoryLen: wt.Run.HistoryLen, Now: now}
-		n := wt.Run.HistoryLen
-		for _, it := range wt.Inbox {
-			n++
-			p.Events = append(p.Events, store.Event{ID: n, Type: it.Type, Time: it.Time, Data: it.Data})
-			p.InboxUpTo = it.ID
-		}
-		n++
+		n := p.ExpectedHistoryLen + int64(len(p.Events)) + 1
 		if seq == 5 {
 			p.Events = append(p.Events, store.Event{ID: n, Type: "completed", Time: now, Data: benchInput})
 			p.Close = &store.CloseRun{Status: store.StatusCompleted, Result: benchInput}
@@ -201,7 +235,12 @@ func runWorkflowOn(b *testing.B, ctx context.Context, s *sqlitestore.Store, id, 
 				p.EagerActivities, p.EagerOwner = []int64{seq}, "w"
 			}
 		}
-		res, err := s.CompleteWorkflowTask(ctx, p)
+		var res store.CompleteWorkflowTaskResult
+		if done != nil {
+			res, err = s.CompleteActivityWithWorkflowTask(ctx, store.CompleteActivityWithWorkflowTaskParams{Activity: *done, Workflow: p})
+		} else {
+			res, err = s.CompleteWorkflowTask(ctx, p)
+		}
 		calls++
 		if err != nil {
 			b.Fatal(err)
@@ -209,6 +248,7 @@ func runWorkflowOn(b *testing.B, ctx context.Context, s *sqlitestore.Store, id, 
 		if p.Close != nil {
 			return calls
 		}
+		histLen = n
 		var a store.ActivityTask
 		if eager {
 			if len(res.Activities) != 1 {
@@ -229,15 +269,19 @@ func runWorkflowOn(b *testing.B, ctx context.Context, s *sqlitestore.Store, id, 
 				StartedAt: a.StartedAt, EndedAt: now, Outcome: "completed"},
 			Item: store.NewInboxItem{Type: "activity_completed", Data: benchInput},
 		}
+		if via == viaCombined {
+			done, wt = &cp, nil
+			continue
+		}
 		if eager {
 			cp.Eager = lease
 		}
-		done, err := s.CompleteActivityTask(ctx, cp)
+		completed, err := s.CompleteActivityTask(ctx, cp)
 		calls++
 		if err != nil {
 			b.Fatal(err)
 		}
-		if wt = done.Task; eager && wt == nil {
+		if wt = completed.Task; eager && wt == nil {
 			b.Fatal("no eager workflow task")
 		}
 	}

@@ -18,6 +18,16 @@ const (
 		heartbeat_timeout, heartbeat_details, token, owner, started_at, lease_expires_at, cancel_requested`
 )
 
+// commitFence is the WHERE clause of commitRun and closeRun: run ?4 must
+// be running with history length ?5, and hold the workflow task leased with
+// token ?6 or, when ?6 is NULL (CompleteActivityWithWorkflowTask), be idle:
+// have no workflow task at all.
+const commitFence = `
+	WHERE run_id = ?4 AND status = 'running' AND history_len = ?5
+		AND CASE WHEN ?6 IS NULL THEN NOT EXISTS (SELECT 1 FROM workflow_tasks WHERE run_id = ?4)
+			ELSE EXISTS (SELECT 1 FROM workflow_tasks WHERE run_id = ?4 AND token = ?6) END
+	RETURNING workflow_id, task_queue`
+
 // queries holds every statement the store runs on a hot path, prepared once
 // on the handle. Write transactions bind them with Tx.StmtContext, which
 // reuses the statement already prepared on the transaction's connection.
@@ -140,18 +150,12 @@ func (q *queries) statements() []struct {
 			available_at = ?3, wake_at = ?3, attempt = attempt + 1
 			WHERE run_id = ?1 AND available_at <= ?4
 			RETURNING token, attempt`},
-		// commitRun and closeRun fence a workflow task commit: the task's
-		// token, the history length and the run's status must all match.
+		// commitRun and closeRun commit a workflow task, fenced by
+		// commitFence.
 		{&q.commitRun, `UPDATE runs SET history_len = ?1, history_bytes = history_bytes + ?2, updated_at = ?3,
-			last_task_failure = ''
-			WHERE run_id = ?4 AND status = 'running' AND history_len = ?5
-				AND EXISTS (SELECT 1 FROM workflow_tasks WHERE run_id = ?4 AND token = ?6)
-			RETURNING workflow_id, task_queue`},
+			last_task_failure = ''` + commitFence},
 		{&q.closeRun, `UPDATE runs SET history_len = ?1, history_bytes = history_bytes + ?2, updated_at = ?3,
-			last_task_failure = '', status = ?7, result = ?8, failure = ?9, closed_at = ?3
-			WHERE run_id = ?4 AND status = 'running' AND history_len = ?5
-				AND EXISTS (SELECT 1 FROM workflow_tasks WHERE run_id = ?4 AND token = ?6)
-			RETURNING workflow_id, task_queue`},
+			last_task_failure = '', status = ?7, result = ?8, failure = ?9, closed_at = ?3` + commitFence},
 		{&q.finishWorkflowTask, `DELETE FROM workflow_tasks
 			WHERE run_id = ?1 AND NOT EXISTS (SELECT 1 FROM inbox WHERE run_id = ?1)`},
 		{&q.requeueWorkflowTask, `UPDATE workflow_tasks SET token = NULL, owner = NULL, available_at = ?2,

@@ -204,111 +204,152 @@ func eagerPositions(p *store.CompleteWorkflowTaskParams) (map[int64]int, error) 
 // p.EagerActivities are written already leased to p.EagerOwner, when
 // ClaimActivityTasks would claim them at p.Now.
 func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
-	now := nowOr(p.Now)
-	eager, err := eagerPositions(&p)
+	c, err := newWorkflowCommit(&p)
 	if err != nil {
 		return store.CompleteWorkflowTaskResult{}, fmt.Errorf("sqlitestore: complete workflow task of run %s: %w", p.RunID, err)
 	}
-	var size int64
-	for i, ev := range p.Events {
-		if want := p.ExpectedHistoryLen + int64(i) + 1; ev.ID != want {
-			return store.CompleteWorkflowTaskResult{}, fmt.Errorf(
-				"sqlitestore: complete workflow task of run %s: event %d has ID %d, want %d", p.RunID, i, ev.ID, want)
-		}
-		size += int64(len(ev.Data))
-	}
-	if p.Close != nil && !p.Close.Status.Closed() {
-		return store.CompleteWorkflowTaskResult{}, fmt.Errorf(
-			"sqlitestore: complete workflow task of run %s: close status %q is not final", p.RunID, p.Close.Status)
-	}
-	newLen := p.ExpectedHistoryLen + int64(len(p.Events))
 	var res store.CompleteWorkflowTaskResult
 	err = s.write(ctx, func(t *tx) error {
-		res = store.CompleteWorkflowTaskResult{}
-		var row *sql.Row
-		if c := p.Close; c != nil {
-			// The runs_closed trigger deletes the run's tasks, timers and
-			// inbox.
-			row = t.queryRow(s.q.closeRun, newLen, size, nanos(now), p.RunID, p.ExpectedHistoryLen, p.Token,
-				string(c.Status), blob(c.Result), blob(c.Failure))
-		} else {
-			row = t.queryRow(s.q.commitRun, newLen, size, nanos(now), p.RunID, p.ExpectedHistoryLen, p.Token)
-		}
-		var workflowID, taskQueue string
-		if err := row.Scan(&workflowID, &taskQueue); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return store.ErrLeaseLost
-			}
-			return err
-		}
-		for _, ev := range p.Events {
-			if _, err := t.exec(s.q.insertEvent, p.RunID, ev.ID, ev.Type, nanos(orTime(ev.Time, now)), blob(ev.Data)); err != nil {
-				return err
-			}
-		}
-		if p.Close != nil {
-			return nil
-		}
-		if p.InboxUpTo > 0 {
-			if _, err := t.exec(s.q.deleteInbox, p.RunID, p.InboxUpTo); err != nil {
-				return err
-			}
-		}
-		var leased []*store.ActivityTask // by position in p.EagerActivities
-		if eager != nil {
-			leased = make([]*store.ActivityTask, len(p.EagerActivities))
-		}
-		for i := range p.ScheduleActivities {
-			a := &p.ScheduleActivities[i]
-			var owner *string
-			if _, ok := eager[a.Seq]; ok {
-				owner = &p.EagerOwner
-			}
-			task, err := s.insertActivity(t, p.RunID, workflowID, taskQueue, a, now, owner)
-			if err != nil {
-				return err
-			}
-			if task != nil {
-				leased[eager[a.Seq]] = task
-			}
-		}
-		for _, task := range leased {
-			if task != nil {
-				res.Activities = append(res.Activities, *task)
-			}
-		}
-		for _, tm := range p.StartTimers {
-			if _, err := t.exec(s.q.insertTimer, p.RunID, tm.Seq, nanos(orTime(tm.FireAt, now)), taskQueue,
-				tm.Item.Type, blob(tm.Item.Data)); err != nil {
-				return err
-			}
-		}
-		for _, seq := range p.CancelTimers {
-			if _, err := t.exec(s.q.deleteTimer, p.RunID, seq); err != nil {
-				return err
-			}
-		}
-		for _, seq := range p.CancelActivities {
-			if _, err := t.exec(s.q.cancelActivity, p.RunID, seq); err != nil {
-				return err
-			}
-		}
-		// The task is done unless items arrived after the claim; then it
-		// becomes a fresh task, ready now.
-		n, err := t.execN(s.q.finishWorkflowTask, p.RunID)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			if _, err := t.exec(s.q.requeueWorkflowTask, p.RunID, nanos(now)); err != nil {
-				return err
-			}
-			res.Pending = true
-		}
-		return nil
+		var err error
+		res, err = s.commitWorkflowTask(t, c, false)
+		return err
 	})
 	if err != nil {
 		return store.CompleteWorkflowTaskResult{}, fmt.Errorf("sqlitestore: complete workflow task of run %s: %w", p.RunID, err)
+	}
+	return res, nil
+}
+
+// workflowCommit is a workflow task commit whose parameters were checked,
+// ready to be written by commitWorkflowTask.
+type workflowCommit struct {
+	p      *store.CompleteWorkflowTaskParams
+	now    time.Time
+	eager  map[int64]int // eagerPositions
+	size   int64         // bytes of p.Events' data
+	newLen int64         // history length after the commit
+}
+
+// newWorkflowCommit checks p before any write: its eager activities, its
+// event IDs (which must follow p.ExpectedHistoryLen) and its close status.
+func newWorkflowCommit(p *store.CompleteWorkflowTaskParams) (*workflowCommit, error) {
+	eager, err := eagerPositions(p)
+	if err != nil {
+		return nil, err
+	}
+	c := &workflowCommit{p: p, now: nowOr(p.Now), eager: eager, newLen: p.ExpectedHistoryLen + int64(len(p.Events))}
+	for i, ev := range p.Events {
+		if want := p.ExpectedHistoryLen + int64(i) + 1; ev.ID != want {
+			return nil, fmt.Errorf("event %d has ID %d, want %d", i, ev.ID, want)
+		}
+		c.size += int64(len(ev.Data))
+	}
+	if p.Close != nil && !p.Close.Status.Closed() {
+		return nil, fmt.Errorf("close status %q is not final", p.Close.Status)
+	}
+	return c, nil
+}
+
+// commitWorkflowTask writes c in t. It is fenced on the run running at
+// the expected history length and, unless idle, on the workflow task's
+// token (store.ErrLeaseLost otherwise). With idle it is fenced instead on
+// the run having no workflow task at all (store.ErrRunBusy otherwise), and
+// it leaves none behind: the inbox of such a run is empty, so there is
+// nothing to consume and nothing pending. On error, the caller must roll
+// back what t wrote.
+func (s *Store) commitWorkflowTask(t *tx, c *workflowCommit, idle bool) (store.CompleteWorkflowTaskResult, error) {
+	p, now := c.p, c.now
+	var res store.CompleteWorkflowTaskResult
+	// A NULL token asks commitRun and closeRun for the idle fence.
+	var token any = p.Token
+	if idle {
+		token = nil
+	}
+	var row *sql.Row
+	if cl := p.Close; cl != nil {
+		// The runs_closed trigger deletes the run's tasks, timers and
+		// inbox.
+		row = t.queryRow(s.q.closeRun, c.newLen, c.size, nanos(now), p.RunID, p.ExpectedHistoryLen, token,
+			string(cl.Status), blob(cl.Result), blob(cl.Failure))
+	} else {
+		row = t.queryRow(s.q.commitRun, c.newLen, c.size, nanos(now), p.RunID, p.ExpectedHistoryLen, token)
+	}
+	var workflowID, taskQueue string
+	if err := row.Scan(&workflowID, &taskQueue); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			if idle {
+				return res, store.ErrRunBusy
+			}
+			return res, store.ErrLeaseLost
+		}
+		return res, err
+	}
+	for _, ev := range p.Events {
+		if _, err := t.exec(s.q.insertEvent, p.RunID, ev.ID, ev.Type, nanos(orTime(ev.Time, now)), blob(ev.Data)); err != nil {
+			return res, err
+		}
+	}
+	if p.Close != nil {
+		return res, nil
+	}
+	if p.InboxUpTo > 0 && !idle {
+		if _, err := t.exec(s.q.deleteInbox, p.RunID, p.InboxUpTo); err != nil {
+			return res, err
+		}
+	}
+	var leased []*store.ActivityTask // by position in p.EagerActivities
+	if c.eager != nil {
+		leased = make([]*store.ActivityTask, len(p.EagerActivities))
+	}
+	for i := range p.ScheduleActivities {
+		a := &p.ScheduleActivities[i]
+		var owner *string
+		if _, ok := c.eager[a.Seq]; ok {
+			owner = &p.EagerOwner
+		}
+		task, err := s.insertActivity(t, p.RunID, workflowID, taskQueue, a, now, owner)
+		if err != nil {
+			return res, err
+		}
+		if task != nil {
+			leased[c.eager[a.Seq]] = task
+		}
+	}
+	for _, task := range leased {
+		if task != nil {
+			res.Activities = append(res.Activities, *task)
+		}
+	}
+	for _, tm := range p.StartTimers {
+		if _, err := t.exec(s.q.insertTimer, p.RunID, tm.Seq, nanos(orTime(tm.FireAt, now)), taskQueue,
+			tm.Item.Type, blob(tm.Item.Data)); err != nil {
+			return res, err
+		}
+	}
+	for _, seq := range p.CancelTimers {
+		if _, err := t.exec(s.q.deleteTimer, p.RunID, seq); err != nil {
+			return res, err
+		}
+	}
+	for _, seq := range p.CancelActivities {
+		if _, err := t.exec(s.q.cancelActivity, p.RunID, seq); err != nil {
+			return res, err
+		}
+	}
+	if idle {
+		return res, nil
+	}
+	// The task is done unless items arrived after the claim; then it
+	// becomes a fresh task, ready now.
+	n, err := t.execN(s.q.finishWorkflowTask, p.RunID)
+	if err != nil {
+		return res, err
+	}
+	if n == 0 {
+		if _, err := t.exec(s.q.requeueWorkflowTask, p.RunID, nanos(now)); err != nil {
+			return res, err
+		}
+		res.Pending = true
 	}
 	return res, nil
 }

@@ -563,27 +563,7 @@ func exerciseEager(t *testing.T, setup func(*testing.T) *bundle) {
 		// one or the other.
 		const runs, completers, claimers = 100, 4, 4
 		const queue = "eager-race"
-		for range runs {
-			b.createRun(t, func(p *store.CreateRunParams) { p.TaskQueue = queue })
-		}
-		tasks, err := b.st.ClaimWorkflowTasks(b.ctx, store.ClaimParams{
-			TaskQueue: queue, Owner: "setup", Limit: runs, Now: base, LeaseUntil: at(time.Minute),
-		})
-		require.NoError(t, err)
-		require.Len(t, tasks, runs)
-		for _, wt := range tasks {
-			a := activity(wt.Run, 2, base)
-			a.TaskQueue = queue + "-acts"
-			p := params(wt, base)
-			p.Events = events(1, 1)
-			p.ScheduleActivities = []store.ActivityTask{a}
-			b.commit(t, p)
-		}
-		acts, err := b.st.ClaimActivityTasks(b.ctx, store.ClaimParams{
-			TaskQueue: queue + "-acts", Owner: "w", Limit: runs, Now: base,
-		})
-		require.NoError(t, err)
-		require.Len(t, acts, runs)
+		acts := b.idleRuns(t, queue, runs)
 		for i := 0; i < runs; i += 2 {
 			b.signal(t, acts[i].RunID, "s", base)
 		}

@@ -226,12 +226,7 @@ func exerciseSignals(t *testing.T, setup func(*testing.T) *bundle) {
 		b.claimNone(t, run.TaskQueue, at(time.Hour))
 		_, err = b.st.HeartbeatActivityTask(b.ctx, store.HeartbeatParams{RunID: run.RunID, Seq: 2, Token: task.Token, Now: at(3 * time.Second)})
 		require.ErrorIs(t, err, store.ErrLeaseLost)
-		queues, err := b.st.FireTimers(b.ctx, at(2*time.Hour), 10)
-		require.NoError(t, err)
-		require.Empty(t, queues)
-		_, ok, err := b.st.NextWakeup(b.ctx)
-		require.NoError(t, err)
-		require.False(t, ok)
+		b.requireNothingScheduled(t)
 
 		require.ErrorIs(t, terminate(run.RunID, at(4*time.Second)), store.ErrRunClosed)
 		require.ErrorIs(t, terminate("no-such-run", at(4*time.Second)), store.ErrNotFound)

@@ -45,6 +45,10 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		t.Parallel()
 		exerciseEager(t, setup)
 	})
+	t.Run("ActivityWithWorkflowTask", func(t *testing.T) {
+		t.Parallel()
+		exerciseActivityWithWorkflowTask(t, setup)
+	})
 }
 
 // base is the suite's reference time; at(d) is base + d.
@@ -194,6 +198,22 @@ func (b *bundle) closeRun(t *testing.T, run store.Run, status store.RunStatus, n
 	}
 	b.commit(t, p)
 	return b.getRun(t, run.RunID)
+}
+
+// requireNothingScheduled checks that the store holds no timer, no
+// activity task with a deadline and no delayed task: nothing fires or
+// expires however late, and NextWakeup reports nothing.
+func (b *bundle) requireNothingScheduled(t *testing.T) {
+	t.Helper()
+	queues, err := b.st.FireTimers(b.ctx, at(2*time.Hour), 100)
+	require.NoError(t, err)
+	require.Empty(t, queues)
+	expired, err := b.st.ExpiredActivityTasks(b.ctx, at(1000*time.Hour), 100)
+	require.NoError(t, err)
+	require.Empty(t, expired)
+	_, ok, err := b.st.NextWakeup(b.ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "nothing is scheduled")
 }
 
 func (b *bundle) getRun(t *testing.T, runID string) store.Run {

@@ -357,15 +357,7 @@ func exerciseWorkflowTasks(t *testing.T, setup func(*testing.T) *bundle) {
 			RunID: run.RunID, Seq: 2, Token: act.Token, Now: at(6 * time.Second),
 		})
 		require.ErrorIs(t, err, store.ErrLeaseLost)
-		queues, err := b.st.FireTimers(b.ctx, at(2*time.Hour), 100)
-		require.NoError(t, err)
-		require.Empty(t, queues)
-		expired, err := b.st.ExpiredActivityTasks(b.ctx, at(1000*time.Hour), 100)
-		require.NoError(t, err)
-		require.Empty(t, expired)
-		_, ok, err := b.st.NextWakeup(b.ctx)
-		require.NoError(t, err)
-		require.False(t, ok, "nothing is scheduled once the run closed")
+		b.requireNothingScheduled(t)
 
 		// A closed run's task cannot be failed or committed again.
 		p = params(wt, at(7*time.Second))
