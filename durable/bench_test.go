@@ -49,12 +49,13 @@ var sleep100 = durable.NewWorkflow("sleep-100ms", func(ctx durable.Context, _ in
 	return durable.SideEffect(ctx, time.Now)
 })
 
-func benchEngine(b *testing.B, wo *durable.WorkerOptions) *durable.Engine {
+func benchEngine(b *testing.B, wo *durable.WorkerOptions) (*durable.Engine, *countingStore) {
 	b.Helper()
-	st, err := sqlitestore.Open(filepath.Join(b.TempDir(), "bench.db"), nil)
+	sq, err := sqlitestore.Open(filepath.Join(b.TempDir(), "bench.db"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	st := &countingStore{Store: sq}
 	e, err := durable.New(st, &durable.Config{CacheSize: 10000})
 	if err != nil {
 		b.Fatal(err)
@@ -68,7 +69,12 @@ func benchEngine(b *testing.B, wo *durable.WorkerOptions) *durable.Engine {
 		_ = e.Stop(context.Background())
 		_ = st.Close()
 	})
-	return e
+	return e, st
+}
+
+// reportWrites reports the store transactions per workflow.
+func reportWrites(b *testing.B, st *countingStore, workflows int) {
+	b.ReportMetric(float64(st.writes.Load())/float64(workflows), "tx/workflow")
 }
 
 func reportPercentiles(b *testing.B, samples []time.Duration, prefix string) {
@@ -89,10 +95,11 @@ func reportPercentiles(b *testing.B, samples []time.Duration, prefix string) {
 // BenchmarkW1Latency: one workflow of 3 sequential no-op activities, start to
 // result, one at a time.
 func BenchmarkW1Latency(b *testing.B) {
-	e := benchEngine(b, nil)
+	e, st := benchEngine(b, nil)
 	ctx := context.Background()
 	samples := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
+	st.writes.Store(0)
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
 		got, err := threeSteps.Run(ctx, e, i, nil)
@@ -103,12 +110,13 @@ func BenchmarkW1Latency(b *testing.B) {
 	}
 	b.StopTimer()
 	reportPercentiles(b, samples, "")
+	reportWrites(b, st, b.N)
 }
 
 // BenchmarkW2Throughput: 2,000 three-activity workflows started by 64
 // concurrent callers, each waiting for its results; b.N batches.
 func BenchmarkW2Throughput(b *testing.B) {
-	e := benchEngine(b, &durable.WorkerOptions{MaxConcurrentWorkflowTasks: 64, MaxConcurrentActivities: 256})
+	e, st := benchEngine(b, &durable.WorkerOptions{MaxConcurrentWorkflowTasks: 64, MaxConcurrentActivities: 256})
 	ctx := context.Background()
 	const workflows, starters = 2000, 64
 	b.ResetTimer()
@@ -139,13 +147,14 @@ func BenchmarkW2Throughput(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(workflows*b.N)/total.Seconds(), "workflows/s")
 	b.ReportMetric(float64(3*workflows*b.N)/total.Seconds(), "activities/s")
+	reportWrites(b, st, workflows*b.N)
 	b.ReportMetric(float64(runtime.NumCPU()), "cores")
 }
 
 // BenchmarkW3SignalRoundTrip: a signal sent to a waiting workflow, to the
 // workflow's result.
 func BenchmarkW3SignalRoundTrip(b *testing.B) {
-	e := benchEngine(b, nil)
+	e, _ := benchEngine(b, nil)
 	ctx := context.Background()
 	samples := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
@@ -183,7 +192,7 @@ func BenchmarkW3SignalRoundTrip(b *testing.B) {
 
 // BenchmarkW4SleepOvershoot: how late a 100 ms durable sleep wakes.
 func BenchmarkW4SleepOvershoot(b *testing.B) {
-	e := benchEngine(b, nil)
+	e, _ := benchEngine(b, nil)
 	ctx := context.Background()
 	samples := make([]time.Duration, 0, b.N)
 	b.ResetTimer()

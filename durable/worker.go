@@ -391,6 +391,24 @@ func (w *Worker) commitTask(ctx context.Context, rs *runState, p store.CompleteW
 		res, err = write(ctx, p)
 		return err
 	})
+	if err != nil {
+		for _, aw := range eager {
+			<-aw.acSem
+		}
+		rs.close()
+		return err
+	}
+	// Cache the run before its activities start, so that one finishing at
+	// once finds it (the fast path of completeActivity). rs belongs to the
+	// cache from here on.
+	runID, queue := rs.info.RunID, rs.info.TaskQueue
+	scheduled, timers, closed := rs.activities, len(rs.timers), rs.closeRun != nil
+	if closed {
+		rs.close()
+	} else {
+		rs.resetOutput()
+		e.cache.put(rs)
+	}
 	for _, a := range res.Activities {
 		if aw := eager[a.Seq]; aw != nil {
 			delete(eager, a.Seq)
@@ -400,27 +418,19 @@ func (w *Worker) commitTask(ctx context.Context, rs *runState, p store.CompleteW
 	for _, aw := range eager {
 		<-aw.acSem // not leased: give the slot back
 	}
-	if err != nil {
-		rs.close()
-		return err
-	}
-	if len(res.Activities) < len(rs.activities) {
-		for _, a := range rs.activities {
+	if len(res.Activities) < len(scheduled) {
+		for _, a := range scheduled {
 			e.notifyActivityQueue(a.TaskQueue)
 		}
 	}
-	if len(rs.timers) > 0 || len(rs.activities) > 0 {
+	if timers > 0 || len(scheduled) > 0 {
 		e.wakeTimers()
 	}
-	if rs.closeRun != nil {
-		rs.close()
-		e.notifyClosed(rs.info.RunID)
-		return nil
+	if closed {
+		e.notifyClosed(runID)
 	}
-	rs.resetOutput()
-	e.cache.put(rs)
 	if res.Pending {
-		e.notifyQueue(rs.info.TaskQueue)
+		e.notifyQueue(queue)
 	}
 	return nil
 }
