@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/durable/store/pgstore"
-	"github.com/keelhq/keel/internal/testdb"
 )
 
 // BenchmarkW2Throughput is workload W2 (2,000 three-activity workflows
@@ -32,16 +32,9 @@ func BenchmarkW2Throughput(b *testing.B) {
 
 func benchW2(b *testing.B, workers int) {
 	const workflows, callers = 2000, 64
-	ctx := context.Background()
-	pool := testdb.Postgres(b)
-	schema := schemaOf(b, pool)
-	cfg := pool.Config()
-	cfg.MaxConns = 16
-	clientPool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(clientPool.Close)
+	tb := setup(b)
+	ctx := tb.ctx
+	clientPool := tb.morePool(b, 16, nil)
 	st, err := pgstore.New(ctx, clientPool, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -57,7 +50,7 @@ func benchW2(b *testing.B, workers int) {
 	arg := workerArg{PoolConns: 10, WorkflowTasks: 64, Activities: 256, WorkflowTaskTimeout: 10 * time.Second}
 	procs := make([]*child, workers)
 	for i := range procs {
-		procs[i] = startChild(b, fmt.Sprintf("bench-worker-%d", i), arg.env(schema))
+		procs[i] = startChild(b, fmt.Sprintf("bench-worker-%d", i), arg.env(tb.schema))
 	}
 	for _, c := range procs {
 		c.expect(b, "ready", time.Minute)
@@ -101,11 +94,31 @@ func benchW2(b *testing.B, workers int) {
 	b.ReportMetric(float64(workflows*b.N)/total.Seconds(), "workflows/s")
 	b.ReportMetric(float64(3*workflows*b.N)/total.Seconds(), "activities/s")
 	b.ReportMetric(float64(runtime.NumCPU()), "cores")
+
+	// What the workers sent the database, per workflow.
+	var stats workerStats
 	for _, c := range procs {
 		if err := c.stop(b, 20*time.Second); err != nil {
-			b.Errorf("stop %s: %v", c.name, err)
+			b.Fatalf("stop %s: %v", c.name, err)
+		}
+		for line := range c.lines {
+			if js, ok := strings.CutPrefix(line, "stats "); ok {
+				var s workerStats
+				if err := json.Unmarshal([]byte(js), &s); err != nil {
+					b.Fatal(err)
+				}
+				stats.RoundTrips += s.RoundTrips
+				stats.WorkflowClaims += s.WorkflowClaims
+				stats.EmptyWorkflowClaims += s.EmptyWorkflowClaims
+				stats.ActivityClaims += s.ActivityClaims
+				stats.EmptyActivityClaims += s.EmptyActivityClaims
+			}
 		}
 	}
+	per := func(n int64) float64 { return float64(n) / float64(workflows*b.N) }
+	b.ReportMetric(per(stats.RoundTrips), "roundtrips/wf")
+	b.ReportMetric(per(stats.WorkflowClaims+stats.ActivityClaims), "claims/wf")
+	b.ReportMetric(per(stats.EmptyWorkflowClaims+stats.EmptyActivityClaims), "empty-claims/wf")
 }
 
 // runWaiter waits for runs to close with one query every few milliseconds

@@ -31,13 +31,20 @@
 //     processes create one run, and every start returns it.
 //
 // BenchmarkW2Throughput measures workflows per second with 1, 2 and 4
-// worker processes:
+// worker processes, and what the workers sent the database per workflow
+// (round trips, claims, claims that found nothing):
 //
 //	go test ./internal/scaletest -run '^$' -bench W2 -benchtime 1x
 //
-// Everything skips without TEST_DATABASE_URL (and fails under CI=true):
+// The tests and the benchmark skip without TEST_DATABASE_URL (and fail
+// under CI=true):
 //
 //	TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable go test ./internal/scaletest
+//
+// except TestDatabaseRestart, which never touches that server: it needs
+// the PostgreSQL server binaries (initdb, pg_ctl) instead, and skips (or
+// fails under CI=true) without them. Run as root, it runs them as the
+// postgres OS user.
 //
 // Under the race detector the tests run smaller counts (see
 // counts_race_test.go); the full counts run without it.

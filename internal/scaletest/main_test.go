@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
+	"github.com/keelhq/keel/durable/store/pgstore"
 	"github.com/keelhq/keel/internal/testdb"
 )
 
@@ -64,7 +66,7 @@ func childMain(mode string) int {
 
 // childPool opens a pool on the parent test's schema: TEST_DATABASE_URL
 // with the schema of KEEL_SCALETEST_SCHEMA as search_path.
-func childPool(ctx context.Context, maxConns int32) (*pgxpool.Pool, error) {
+func childPool(ctx context.Context, maxConns int32, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(os.Getenv(testdb.URLEnv))
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", testdb.URLEnv, err)
@@ -75,6 +77,7 @@ func childPool(ctx context.Context, maxConns int32) (*pgxpool.Pool, error) {
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	cfg.MaxConns = maxConns
+	cfg.ConnConfig.Tracer = tracer
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
@@ -193,8 +196,8 @@ func startChild(tb testing.TB, name string, env childEnv) *child {
 	}()
 	tb.Cleanup(func() {
 		c.kill()
-		if tb.Failed() {
-			tb.Logf("stderr of %s (pid %d):\n%s", name, cmd.Process.Pid, c.stderrTail(4096))
+		if tail := c.stderrTail(4096); tb.Failed() && tail != "" {
+			tb.Logf("stderr of %s (pid %d):\n%s", name, cmd.Process.Pid, tail)
 		}
 	})
 	return c
@@ -239,10 +242,13 @@ func (c *child) stop(tb testing.TB, timeout time.Duration) error {
 	}
 }
 
-// kill SIGKILLs the child and reaps it.
+// kill SIGKILLs the child and reaps it. Lines it printed and nobody read
+// are dropped.
 func (c *child) kill() {
 	_ = c.cmd.Process.Kill()
 	_ = c.stdin.Close()
+	for range c.lines { // unblocks the reader if nobody read them
+	}
 	<-c.exited
 }
 
@@ -258,12 +264,45 @@ func (c *child) stderrTail(n int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// schemaOf returns the schema a testdb pool's connections use.
-func schemaOf(tb testing.TB, pool *pgxpool.Pool) string {
+// testBundle is a test's schema on the shared server, with a store on it
+// for the parent (already migrated, so children find the tables).
+type testBundle struct {
+	ctx    context.Context
+	pool   *pgxpool.Pool
+	schema string // passed to children
+	st     *pgstore.Store
+}
+
+// setup gives the test a fresh schema (testdb.Postgres: skipped without
+// TEST_DATABASE_URL, failed under CI=true) and a store on it.
+func setup(tb testing.TB) *testBundle {
 	tb.Helper()
+	ctx := tb.Context()
+	pool := testdb.Postgres(tb)
 	var schema string
-	if err := pool.QueryRow(context.Background(), "SELECT current_schema()").Scan(&schema); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
 		tb.Fatalf("read current schema: %v", err)
 	}
-	return schema
+	st, err := pgstore.New(ctx, pool, nil)
+	if err != nil {
+		tb.Fatalf("pgstore: %v", err)
+	}
+	tb.Cleanup(func() { _ = st.Close() })
+	return &testBundle{ctx: ctx, pool: pool, schema: schema, st: st}
+}
+
+// morePool opens another pool on the bundle's schema, closed when tb ends.
+func (b *testBundle) morePool(tb testing.TB, maxConns int32, params map[string]string) *pgxpool.Pool {
+	tb.Helper()
+	cfg := b.pool.Config()
+	cfg.MaxConns = maxConns
+	for k, v := range params {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
+	pool, err := pgxpool.NewWithConfig(b.ctx, cfg)
+	if err != nil {
+		tb.Fatalf("open pool: %v", err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
 }

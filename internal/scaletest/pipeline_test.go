@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/durable/store/pgstore"
@@ -100,7 +104,8 @@ func workerMain(ctx context.Context) error {
 		return fmt.Errorf("decode %s: %w", argEnv, err)
 	}
 	parent := newParentIO()
-	pool, err := childPool(ctx, arg.PoolConns)
+	stats := &statsTracer{}
+	pool, err := childPool(ctx, arg.PoolConns, stats)
 	if err != nil {
 		return err
 	}
@@ -145,5 +150,66 @@ func workerMain(ctx context.Context) error {
 	if err := e.Stop(stopCtx); err != nil {
 		return fmt.Errorf("stop engine: %w", err)
 	}
+	b, err := json.Marshal(stats.snapshot())
+	if err != nil {
+		return err
+	}
+	parent.send("stats %s", b)
 	return waitErr
 }
+
+// workerStats count a worker's round trips to the database and its claims.
+type workerStats struct {
+	RoundTrips          int64 `json:"round_trips"`
+	WorkflowClaims      int64 `json:"workflow_claims"`
+	EmptyWorkflowClaims int64 `json:"empty_workflow_claims"`
+	ActivityClaims      int64 `json:"activity_claims"`
+	EmptyActivityClaims int64 `json:"empty_activity_claims"`
+}
+
+// statsTracer is a pgx tracer that counts workerStats: every query and
+// every batch is one round trip; claims are told apart by their SQL (a
+// diagnostic only: it counts nothing if pgstore's statements change).
+type statsTracer struct {
+	roundTrips, wfClaims, wfEmpty, acClaims, acEmpty atomic.Int64
+}
+
+func (s *statsTracer) snapshot() workerStats {
+	return workerStats{
+		RoundTrips: s.roundTrips.Load(), WorkflowClaims: s.wfClaims.Load(), EmptyWorkflowClaims: s.wfEmpty.Load(),
+		ActivityClaims: s.acClaims.Load(), EmptyActivityClaims: s.acEmpty.Load(),
+	}
+}
+
+func (s *statsTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	s.roundTrips.Add(1)
+	return ctx
+}
+
+func (s *statsTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (s *statsTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	s.roundTrips.Add(1)
+	return ctx
+}
+
+func (s *statsTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	if !strings.Contains(d.SQL, "WITH picked AS") || d.Err != nil {
+		return
+	}
+	empty := d.CommandTag.RowsAffected() == 0
+	switch {
+	case strings.Contains(d.SQL, "UPDATE keel_workflow_tasks"):
+		s.wfClaims.Add(1)
+		if empty {
+			s.wfEmpty.Add(1)
+		}
+	case strings.Contains(d.SQL, "UPDATE keel_activity_tasks"):
+		s.acClaims.Add(1)
+		if empty {
+			s.acEmpty.Add(1)
+		}
+	}
+}
+
+func (s *statsTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}

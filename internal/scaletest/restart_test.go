@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/keelhq/keel/durable"
@@ -107,8 +108,8 @@ func TestDatabaseRestart(t *testing.T) {
 	close(errs)
 	require.NoError(t, <-errs)
 
-	// Stop the database once half of the activities ran.
-	require.Eventually(t, func() bool { return executed.Load() >= restartWorkflows*3/2 }, time.Minute, 5*time.Millisecond)
+	// Stop the database once two thirds of the activities ran.
+	require.Eventually(t, func() bool { return executed.Load() >= restartWorkflows*2 }, time.Minute, 5*time.Millisecond)
 	closed := closedRuns(t, pool)
 	require.Less(t, closed, restartWorkflows, "runs are under way when the database stops")
 	c.ctl(t, "stop", "-m", "fast", "-w")
@@ -121,11 +122,12 @@ func TestDatabaseRestart(t *testing.T) {
 	t.Logf("database down for %v with %d of %d runs closed and %d activities run; %d errors logged",
 		time.Since(stopped).Round(time.Millisecond), closed, restartWorkflows, executed.Load(), errorLogs.n.Load()-logsBefore)
 
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var n int
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM keel_runs WHERE status <> 'running'`).Scan(&n)
-		return err == nil && n == restartWorkflows
-	}, 2*time.Minute, 50*time.Millisecond)
+		assert.NoError(c, err)
+		assert.Equal(c, restartWorkflows, n, "closed runs after the restart")
+	}, time.Minute, 50*time.Millisecond)
 	t.Logf("%d runs closed %v after their start", restartWorkflows, time.Since(begin).Round(time.Millisecond))
 
 	failures := checkRuns(ctx, restartWorkflows, func(ctx context.Context, n int) (int, error) {
@@ -145,7 +147,7 @@ func TestDatabaseRestart(t *testing.T) {
 		}
 		return 0, nil
 	})
-	require.Empty(t, failures.errs, "%d of %d runs are wrong", len(failures.errs), restartWorkflows)
+	require.Empty(t, failures.errs, "%d of %d runs are wrong", failures.failed, restartWorkflows)
 }
 
 // errorCounter is a slog.Handler that counts error records.

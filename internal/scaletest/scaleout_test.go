@@ -13,8 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keelhq/keel/durable"
-	"github.com/keelhq/keel/durable/store/pgstore"
-	"github.com/keelhq/keel/internal/testdb"
 )
 
 // Three worker processes share the pipeline runs the parent starts (the
@@ -29,26 +27,22 @@ func TestScaleOutWorkerKills(t *testing.T) {
 		starters = 16
 		timeout  = 150 * time.Second
 	)
-	ctx := context.Background()
-	pool := testdb.Postgres(t)
-	schema := schemaOf(t, pool)
-	st, err := pgstore.New(ctx, pool, nil) // migrates before the workers start
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, st.Close()) })
-	_, err = pool.Exec(ctx, executionsTableSQL)
+	b := setup(t)
+	ctx := b.ctx
+	_, err := b.pool.Exec(ctx, executionsTableSQL)
 	require.NoError(t, err)
 
 	p := newPipeline(nil)
-	e, err := durable.New(st, &durable.Config{Logger: slog.New(slog.DiscardHandler)})
+	e, err := durable.New(b.st, &durable.Config{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	e.MustRegister(p.defs...)
 
-	arg := workerArg{Record: true, PoolConns: 6, WorkflowTasks: 16, Activities: 32, WorkflowTaskTimeout: time.Second}
+	arg := workerArg{Record: true, PoolConns: 5, WorkflowTasks: 16, Activities: 32, WorkflowTaskTimeout: time.Second}
 	procs := make([]*child, workers)
 	spawned := 0
 	spawn := func(i int) {
 		spawned++
-		procs[i] = startChild(t, fmt.Sprintf("worker-%d-%d", i, spawned), arg.env(schema))
+		procs[i] = startChild(t, fmt.Sprintf("worker-%d-%d", i, spawned), arg.env(b.schema))
 	}
 	for i := range procs {
 		spawn(i)
@@ -56,7 +50,10 @@ func TestScaleOutWorkerKills(t *testing.T) {
 
 	workflowID := func(n int) string { return fmt.Sprintf("scale-%05d", n) }
 	started := make(chan error, 1)
+	startsExited := make(chan struct{})
+	t.Cleanup(func() { <-startsExited }) // before the store closes
 	go func() {
+		defer close(startsExited)
 		var wg sync.WaitGroup
 		errs := make(chan error, starters)
 		for s := range starters {
@@ -100,7 +97,7 @@ func TestScaleOutWorkerKills(t *testing.T) {
 			kills++
 			lastKill = time.Now()
 		}
-		closed := closedRuns(t, pool)
+		closed := closedRuns(t, b.pool)
 		if startsDone && closed == scaleWorkflows {
 			break
 		}
@@ -111,11 +108,11 @@ func TestScaleOutWorkerKills(t *testing.T) {
 		require.NoError(t, c.stop(t, 20*time.Second), "stop %s", c.name)
 	}
 
-	executions := executionsByKey(t, pool)
+	executions := executionsByKey(t, b.pool)
 	failures := checkRuns(ctx, scaleWorkflows, func(ctx context.Context, n int) (timedOut int, err error) {
 		return checkPipelineRun(ctx, e, p, workflowID(n), n, executions)
 	})
-	require.Empty(t, failures.errs, "%d of %d runs are wrong", len(failures.errs), scaleWorkflows)
+	require.Empty(t, failures.errs, "%d of %d runs are wrong", failures.failed, scaleWorkflows)
 	t.Logf("%d activity attempts timed out after a kill", failures.timedOut)
 	require.GreaterOrEqual(t, kills, 3, "the test killed workers while they ran")
 	require.Positive(t, failures.timedOut, "kills interrupted activities, which were retried")
@@ -159,7 +156,8 @@ func executionsByKey(tb testing.TB, pool *pgxpool.Pool) map[string][]execution {
 
 // runFailures collects what checkRuns found.
 type runFailures struct {
-	errs     []string
+	failed   int      // runs that failed their check
+	errs     []string // the first errors
 	timedOut int
 }
 
@@ -178,8 +176,11 @@ func checkRuns(ctx context.Context, n int, check func(ctx context.Context, n int
 				timedOut, err := check(ctx, i)
 				mu.Lock()
 				out.timedOut += timedOut
-				if err != nil && len(out.errs) < 20 {
-					out.errs = append(out.errs, err.Error())
+				if err != nil {
+					out.failed++
+					if len(out.errs) < 20 {
+						out.errs = append(out.errs, err.Error())
+					}
 				}
 				mu.Unlock()
 			}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/durable/store/pgstore"
-	"github.com/keelhq/keel/internal/testdb"
 )
 
 const (
@@ -39,20 +38,16 @@ func startRaceID(round int) string { return fmt.Sprintf("same-id-%d", round) }
 // return it, and only one of them may have created it.
 func TestSameIDStartRace(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	pool := testdb.Postgres(t)
-	schema := schemaOf(t, pool)
-	st, err := pgstore.New(ctx, pool, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, st.Close()) })
-	e, err := durable.New(st, &durable.Config{Logger: slog.New(slog.DiscardHandler)})
+	b := setup(t)
+	ctx := b.ctx
+	e, err := durable.New(b.st, &durable.Config{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	p := newPipeline(nil)
 	e.MustRegister(p.defs...)
 
 	procs := make([]*child, startProcs)
 	for i := range procs {
-		procs[i] = startChild(t, fmt.Sprintf("starter-%d", i), childEnv{mode: "starter", schema: schema})
+		procs[i] = startChild(t, fmt.Sprintf("starter-%d", i), childEnv{mode: "starter", schema: b.schema})
 	}
 	for round := range startRaceRounds {
 		for _, c := range procs {
@@ -103,7 +98,7 @@ func TestSameIDStartRace(t *testing.T) {
 // what they got.
 func starterMain(ctx context.Context) error {
 	parent := newParentIO()
-	pool, err := childPool(ctx, 12)
+	pool, err := childPool(ctx, 6, nil)
 	if err != nil {
 		return err
 	}
