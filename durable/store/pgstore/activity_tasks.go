@@ -245,7 +245,7 @@ var (
 	// row while it upserts the run's workflow task row, and with the lock
 	// of every other commit: those writes land wholly before this
 	// transaction or wholly after it.
-	lockRunForUpdateSQL = strings.Replace(lockRunningTemplate, "{lock}", "KEY SHARE", 1)
+	lockRunForUpdateSQL = strings.Replace(lockRunningTemplate, "{lock}", "NO KEY UPDATE", 1)
 
 	// runIdleSQL stops the transaction with KL005 unless run $1, locked by
 	// lockRunForUpdateSQL, has exactly $2 events and no workflow task (so

@@ -601,18 +601,7 @@ func TestCompleteActivityWithWorkflowTaskInboxRace(t *testing.T) {
 		busy    atomic.Int64
 		errs    = make(chan error, senders+3)
 	)
-	for g := range senders {
-		writers.Go(func() {
-			for i := range each {
-				if _, err := signaller.Signal(b.ctx, store.SignalParams{
-					RunID: "r1", Item: store.NewInboxItem{Type: "signal", Data: fmt.Appendf(nil, "s %d/%d", g, i)}, Now: now,
-				}); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
+	sendSignals(b, &writers, signaller, "r1", senders, each, now, errs)
 	writers.Go(func() {
 		for i := 0; i < activities; {
 			acts, err := completer.ClaimActivityTasks(b.ctx, store.ClaimParams{TaskQueue: "aq", Owner: "a", Limit: 1, Now: now})
@@ -665,27 +654,7 @@ func TestCompleteActivityWithWorkflowTaskInboxRace(t *testing.T) {
 			}
 		}
 	})
-	poller.Go(func() {
-		for {
-			last := fired.Load()
-			tasks, err := b.st.ClaimWorkflowTasks(b.ctx, store.ClaimParams{
-				TaskQueue: "q", Owner: "poller", Limit: 1, Now: now, LeaseUntil: leaseUntil,
-			})
-			if err != nil {
-				errs <- err
-				return
-			}
-			for _, wt := range tasks {
-				if err := drain(wt); err != nil {
-					errs <- err
-					return
-				}
-			}
-			if last && len(tasks) == 0 {
-				return
-			}
-		}
-	})
+	pollWorkflowTasks(b, &poller, "q", now, leaseUntil, fired.Load, drain, errs)
 	writers.Wait()
 	done.Store(true)
 	timers.Wait()
@@ -699,35 +668,18 @@ func TestCompleteActivityWithWorkflowTaskInboxRace(t *testing.T) {
 
 	history, err := b.st.History(b.ctx, "r1", 0)
 	require.NoError(t, err)
-	seen := map[string]bool{}
-	nextSignal := make([]int, senders)
 	results, timersFired := 0, 0
 	for i, ev := range history {
 		require.EqualValues(t, i+1, ev.ID)
-		data := string(ev.Data)
 		switch ev.Type {
-		case "signal":
-			var g, i int
-			_, err := fmt.Sscanf(data, "s %d/%d", &g, &i)
-			require.NoError(t, err)
-			require.Equal(t, nextSignal[g], i, "signals of sender %d in order", g)
-			nextSignal[g]++
 		case "activity_completed":
 			results++
 		case "timer_fired":
 			timersFired++
-		default:
-			continue
 		}
-		require.False(t, seen[data], "%s twice in the history", data)
-		seen[data] = true
 	}
-	require.Equal(t, []int{each, each, each, each}, nextSignal)
 	require.Equal(t, activities, results)
 	require.Equal(t, activities/4, timersFired)
-	var left int
-	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT (SELECT count(*) FROM keel_inbox)
-		+ (SELECT count(*) FROM keel_workflow_tasks) + (SELECT count(*) FROM keel_activity_tasks)
-		+ (SELECT count(*) FROM keel_timers)`).Scan(&left))
-	require.Zero(t, left)
+	requireOnceInOrder(t, history, senders, each)
+	b.requireEmpty(t, "keel_inbox", "keel_workflow_tasks", "keel_activity_tasks", "keel_timers")
 }
