@@ -63,6 +63,14 @@ func forEachStore(t *testing.T, fn func(t *testing.T, db opener)) {
 	})
 }
 
+// forEachStoreSerial is forEachStore with the subtests one after the other,
+// for tests that inspect process-wide state such as goroutine stacks.
+func forEachStoreSerial(t *testing.T, fn func(t *testing.T, db opener)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { fn(t, sqliteDB(t)) }) //nolint:paralleltest // see above
+	t.Run("postgres", func(t *testing.T) { fn(t, postgresDB(t)) })
+}
+
 // testBundle is an engine with one worker on the "default" task queue.
 type testBundle struct {
 	e  *durable.Engine
