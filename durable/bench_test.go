@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -12,13 +13,16 @@ import (
 	"time"
 
 	"github.com/keelhq/keel/durable"
+	"github.com/keelhq/keel/durable/store"
+	"github.com/keelhq/keel/durable/store/pgstore"
 	"github.com/keelhq/keel/durable/store/sqlitestore"
+	"github.com/keelhq/keel/internal/testdb"
 )
 
 // The benchmarks measure the workloads of BENCHMARKS.md on a SQLite file in
-// a temporary directory, with default durability (WAL, synchronous=FULL).
-//
-//	go test ./durable -run '^$' -bench . -benchtime 2000x
+// a temporary directory, with default durability (WAL, synchronous=FULL),
+// or with KEEL_BENCH_STORE=postgres on a fresh schema of TEST_DATABASE_URL.
+// See BENCHMARKS.md for the exact commands.
 
 var noop = durable.NewActivity("noop", func(ctx context.Context, n int) (int, error) { return n + 1, nil }, nil)
 
@@ -51,11 +55,7 @@ var sleep100 = durable.NewWorkflow("sleep-100ms", func(ctx durable.Context, _ in
 
 func benchEngine(b *testing.B, wo *durable.WorkerOptions) (*durable.Engine, *countingStore) {
 	b.Helper()
-	sq, err := sqlitestore.Open(filepath.Join(b.TempDir(), "bench.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	st := &countingStore{Store: sq}
+	st := &countingStore{Store: benchStore(b)}
 	e, err := durable.New(st, &durable.Config{CacheSize: 10000})
 	if err != nil {
 		b.Fatal(err)
@@ -70,6 +70,23 @@ func benchEngine(b *testing.B, wo *durable.WorkerOptions) (*durable.Engine, *cou
 		_ = st.Close()
 	})
 	return e, st
+}
+
+// benchStore opens the store under test: a SQLite file, or with
+// KEEL_BENCH_STORE=postgres a fresh schema in TEST_DATABASE_URL.
+func benchStore(b *testing.B) store.Store {
+	if os.Getenv("KEEL_BENCH_STORE") == "postgres" {
+		st, err := pgstore.New(context.Background(), testdb.Postgres(b), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st
+	}
+	st, err := sqlitestore.Open(filepath.Join(b.TempDir(), "bench.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st
 }
 
 // reportWrites reports the store transactions per workflow.
@@ -212,6 +229,10 @@ func BenchmarkW4SleepOvershoot(b *testing.B) {
 // file opened with the settings sqlitestore.Open uses (WAL,
 // synchronous=FULL), measured in the same run as the workloads.
 func BenchmarkFloorCommit(b *testing.B) {
+	if os.Getenv("KEEL_BENCH_STORE") == "postgres" {
+		benchmarkPostgresFloor(b)
+		return
+	}
 	path := filepath.Join(b.TempDir(), "floor.db")
 	db, err := sql.Open("sqlite", path+"?_busy_timeout=10000&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
 	if err != nil {
@@ -234,6 +255,28 @@ func BenchmarkFloorCommit(b *testing.B) {
 			b.Fatal(err)
 		}
 		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		samples = append(samples, time.Since(t0))
+	}
+	b.StopTimer()
+	reportPercentiles(b, samples, "")
+}
+
+// benchmarkPostgresFloor is the floor F on PostgreSQL: one INSERT and COMMIT
+// round trip with the server's durability settings.
+func benchmarkPostgresFloor(b *testing.B) {
+	ctx := context.Background()
+	pool := testdb.Postgres(b)
+	if _, err := pool.Exec(ctx, `CREATE TABLE floor (id bigserial PRIMARY KEY, payload bytea)`); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 100)
+	samples := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := pool.Exec(ctx, `INSERT INTO floor (payload) VALUES ($1)`, payload); err != nil {
 			b.Fatal(err)
 		}
 		samples = append(samples, time.Since(t0))
