@@ -64,6 +64,10 @@ type Config struct {
 	// WorkflowTaskTimeout is the lease of a workflow task: a worker that
 	// dies holding one delays the run this long. Optional; default 10s.
 	WorkflowTaskTimeout time.Duration
+	// Retention deletes closed runs (with their history and attempts) once
+	// they have been closed this long, in batches, from the timer loop of
+	// a started engine. Optional; default 0 keeps runs forever.
+	Retention time.Duration
 
 	// Test holds settings for tests.
 	Test TestConfig
@@ -134,6 +138,9 @@ func New(st store.Store, cfg *Config) (*Engine, error) {
 		return nil, errors.New("durable: New: nil store")
 	}
 	cfg = cfg.WithDefaults()
+	if _, ok := st.(retainer); cfg.Retention > 0 && !ok {
+		return nil, fmt.Errorf("durable: New: Config.Retention is set but %T cannot delete closed runs", st)
+	}
 	e := &Engine{
 		store:      st,
 		cfg:        cfg,

@@ -690,3 +690,40 @@ func TestGracefulStopReleasesRunningActivity(t *testing.T) {
 		require.Contains(t, atts[0].Error, "worker shutting down")
 	})
 }
+
+func TestRetentionDeletesOldClosedRuns(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, db opener) {
+		clock := durabletest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+		done := durable.NewSignal[struct{}]("done")
+		wf := durable.NewWorkflow("short", func(ctx durable.Context, wait bool) (string, error) {
+			if wait {
+				if _, err := done.Receive(ctx); err != nil {
+					return "", err
+				}
+			}
+			return "ok", nil
+		})
+		b := setup(t, setupOpts{
+			db:   db,
+			cfg:  &durable.Config{Retention: time.Hour, Test: durable.TestConfig{Clock: clock}},
+			defs: []durable.Definition{wf},
+		})
+		ctx := testContext(t)
+		old, err := wf.Run(ctx, b.e, false, &durable.StartOptions{ID: "old"})
+		require.NoError(t, err)
+		require.Equal(t, "ok", old)
+		_, err = wf.Start(ctx, b.e, true, &durable.StartOptions{ID: "still-running"})
+		require.NoError(t, err)
+
+		clock.Advance(2 * time.Hour)
+		waitFor(t, "retention to delete the old run", func() bool {
+			_, err := b.e.Describe(ctx, "old")
+			return errors.Is(err, durable.ErrRunNotFound)
+		})
+		info, err := b.e.Describe(ctx, "still-running")
+		require.NoError(t, err, "a running run is never deleted")
+		require.Equal(t, durable.StatusRunning, info.Status)
+		require.NoError(t, done.Send(ctx, b.e, "still-running", struct{}{}))
+	})
+}

@@ -423,7 +423,9 @@ func (w *Worker) commitTask(ctx context.Context, rs *runState, p store.CompleteW
 			e.notifyActivityQueue(a.TaskQueue)
 		}
 	}
-	if timers > 0 || len(scheduled) > 0 {
+	if timers > 0 {
+		// Activity deadlines need no wake-up: the timer loop finds them
+		// within Config.PollInterval.
 		e.wakeTimers()
 	}
 	if closed {
@@ -813,33 +815,68 @@ func (e *Engine) heartbeat(ctx context.Context, ac *activityCtx, details any) er
 // timerLoop fires due timers and times out expired activities, sleeping
 // until the store's next wake-up.
 func (e *Engine) timerLoop(ctx context.Context) {
+	// due is true when the loop woke because something fell due (or on the
+	// slow poll), rather than because a new timer was written: then delayed
+	// tasks may have become claimable without a timer firing, and every
+	// local poller is woken.
+	due := true
+	var lastRetention time.Time
 	for ctx.Err() == nil {
-		e.fireDue(ctx)
+		e.fireDue(ctx, due)
+		if now := e.clock.Now(); e.cfg.Retention > 0 && now.Sub(lastRetention) >= min(e.cfg.Retention, time.Minute) {
+			lastRetention = now
+			e.applyRetention(ctx, now)
+		}
 		wait := e.cfg.PollInterval
 		next, ok, err := e.store.NextWakeup(ctx)
 		if err != nil && ctx.Err() == nil {
 			e.logger.Error("next wakeup", "error", err)
 		}
-		var due <-chan time.Time
+		var dueAt <-chan time.Time
 		if ok {
 			d := next.Sub(e.clock.Now())
 			if d <= 0 {
+				due = true
 				continue // fell due while we looked
 			}
-			due = e.clock.After(d)
+			dueAt = e.clock.After(d)
 		}
 		select {
-		case <-due:
+		case <-dueAt:
+			due = true
 		case <-e.wake:
+			due = false
 		case <-time.After(wait):
+			due = true
 		case <-ctx.Done():
 		}
 	}
 }
 
+// retainer is implemented by stores that can delete closed runs.
+type retainer interface {
+	DeleteClosedRuns(ctx context.Context, closedBefore time.Time, batchSize int) (int, error)
+}
+
+// applyRetention deletes the runs closed longer than Config.Retention ago.
+func (e *Engine) applyRetention(ctx context.Context, now time.Time) {
+	r, ok := e.store.(retainer)
+	if !ok {
+		return
+	}
+	n, err := r.DeleteClosedRuns(ctx, now.Add(-e.cfg.Retention), 1000)
+	if err != nil && ctx.Err() == nil {
+		e.logger.Error("retention", "error", err)
+	}
+	if n > 0 {
+		e.logger.Info("retention deleted closed runs", "runs", n, "closed_before", now.Add(-e.cfg.Retention))
+	}
+}
+
 // fireDue fires timers and handles activity timeouts that are due now.
-func (e *Engine) fireDue(ctx context.Context) {
+func (e *Engine) fireDue(ctx context.Context, due bool) {
 	const batch = 256
+	woke := due
 	for {
 		queues, err := e.store.FireTimers(ctx, e.clock.Now(), batch)
 		if err != nil {
@@ -851,6 +888,7 @@ func (e *Engine) fireDue(ctx context.Context) {
 		for _, q := range queues {
 			e.notifyQueue(q)
 		}
+		woke = woke || len(queues) > 0
 		if len(queues) < batch {
 			break
 		}
@@ -866,12 +904,15 @@ func (e *Engine) fireDue(ctx context.Context) {
 		for _, t := range expired {
 			e.timeoutActivity(ctx, t)
 		}
+		woke = woke || len(expired) > 0
 		if len(expired) < batch {
 			break
 		}
 	}
 	// Delayed tasks (retries, expired leases) may have become claimable.
-	e.notifyAll()
+	if woke {
+		e.notifyAll()
+	}
 }
 
 // timeoutActivity records a timed-out activity attempt and retries or fails

@@ -82,6 +82,7 @@ func workerCmd() *cobra.Command {
 		actSlots    int
 		pollEvery   time.Duration
 		stopTimeout time.Duration
+		retention   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -97,7 +98,7 @@ on as many machines, against one PostgreSQL database.`,
 			}
 			defer closeStore()
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			e, err := durable.New(st, &durable.Config{Logger: logger, PollInterval: pollEvery})
+			e, err := durable.New(st, &durable.Config{Logger: logger, PollInterval: pollEvery, Retention: retention})
 			if err != nil {
 				return err
 			}
@@ -121,6 +122,7 @@ on as many machines, against one PostgreSQL database.`,
 	cmd.Flags().IntVar(&actSlots, "activity-concurrency", 64, "activities run at once")
 	cmd.Flags().DurationVar(&pollEvery, "poll-interval", time.Second, "slow poll for work made runnable by other processes")
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long a graceful stop waits for in-flight tasks")
+	cmd.Flags().DurationVar(&retention, "retention", 0, "delete runs closed longer than this ago, e.g. 720h (default: keep forever)")
 	return cmd
 }
 

@@ -5,9 +5,10 @@
 
 -- +goose Up
 
--- runs: one row per run, never deleted. seq (the rowid) is the creation
--- order that ListRuns pages by and GetLatestRun picks the newest run with;
--- since rows are never deleted, SQLite never reuses a value.
+-- runs: one row per run. seq (the rowid) is the creation order that
+-- ListRuns pages by and GetLatestRun picks the newest run with. Only
+-- retention deletes runs, oldest closed first, so a new run's seq is always
+-- above every remaining run's.
 CREATE TABLE runs (
     seq               INTEGER PRIMARY KEY,
     run_id            TEXT    NOT NULL UNIQUE,
