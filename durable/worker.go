@@ -172,8 +172,32 @@ func (w *Worker) cancelActivities() {
 // pollWorkflowTasks claims and runs workflow tasks until ctx ends.
 func (w *Worker) pollWorkflowTasks(ctx context.Context) {
 	e := w.e
-	sem := w.wfSem
-	wake := e.queueChan("w/" + w.opts.TaskQueue)
+	pollLoop(ctx, w, w.wfSem, "w/", "claim workflow tasks", func(limit int) ([]store.WorkflowTask, error) {
+		now := e.clock.Now()
+		return e.store.ClaimWorkflowTasks(ctx, store.ClaimParams{
+			TaskQueue: w.opts.TaskQueue, Owner: e.cfg.Identity, Limit: limit, Now: now,
+			LeaseUntil: now.Add(e.cfg.WorkflowTaskTimeout),
+		})
+	}, w.dispatchWorkflowTask)
+}
+
+// pollActivities claims and runs activity tasks until ctx ends.
+func (w *Worker) pollActivities(ctx context.Context) {
+	e := w.e
+	pollLoop(ctx, w, w.acSem, "a/", "claim activity tasks", func(limit int) ([]store.ActivityTask, error) {
+		return e.store.ClaimActivityTasks(ctx, store.ClaimParams{
+			TaskQueue: w.opts.TaskQueue, Owner: e.cfg.Identity, Limit: limit, Now: e.clock.Now(),
+		})
+	}, w.dispatchActivity)
+}
+
+// pollLoop claims as many tasks as sem has free slots and dispatches each
+// with a slot taken, until ctx ends. Between claims that leave slots free it
+// waits for a local wake-up (kind + task queue) or the slow poll.
+func pollLoop[T any](ctx context.Context, w *Worker, sem chan struct{}, kind, what string,
+	claim func(limit int) ([]T, error), dispatch func(T)) {
+	e := w.e
+	wake := e.queueChan(kind + w.opts.TaskQueue)
 	for ctx.Err() == nil {
 		free := cap(sem) - len(sem)
 		if free == 0 {
@@ -185,19 +209,15 @@ func (w *Worker) pollWorkflowTasks(ctx context.Context) {
 			}
 			continue
 		}
-		now := e.clock.Now()
-		tasks, err := e.store.ClaimWorkflowTasks(ctx, store.ClaimParams{
-			TaskQueue: w.opts.TaskQueue, Owner: e.cfg.Identity, Limit: free, Now: now,
-			LeaseUntil: now.Add(e.cfg.WorkflowTaskTimeout),
-		})
+		tasks, err := claim(free)
 		if err != nil && ctx.Err() == nil {
-			e.logger.Error("claim workflow tasks", "task_queue", w.opts.TaskQueue, "error", err)
+			e.logger.Error(what, "task_queue", w.opts.TaskQueue, "error", err)
 		}
 		for _, t := range tasks {
 			sem <- struct{}{}
-			w.dispatchWorkflowTask(t)
+			dispatch(t)
 		}
-		if len(tasks) == free && free > 0 {
+		if len(tasks) == free {
 			continue
 		}
 		select {
@@ -538,42 +558,6 @@ func (w *Worker) releaseWorkflowTask(ctx context.Context, t store.WorkflowTask, 
 		e.logger.Error("release workflow task", "run_id", t.Run.RunID, "error", err)
 	}
 	e.wakeTimers()
-}
-
-// pollActivities claims and runs activity tasks until ctx ends.
-func (w *Worker) pollActivities(ctx context.Context) {
-	e := w.e
-	sem := w.acSem
-	wake := e.queueChan("a/" + w.opts.TaskQueue)
-	for ctx.Err() == nil {
-		free := cap(sem) - len(sem)
-		if free == 0 {
-			select {
-			case sem <- struct{}{}:
-				<-sem
-			case <-ctx.Done():
-			}
-			continue
-		}
-		tasks, err := e.store.ClaimActivityTasks(ctx, store.ClaimParams{
-			TaskQueue: w.opts.TaskQueue, Owner: e.cfg.Identity, Limit: free, Now: e.clock.Now(),
-		})
-		if err != nil && ctx.Err() == nil {
-			e.logger.Error("claim activity tasks", "task_queue", w.opts.TaskQueue, "error", err)
-		}
-		for _, t := range tasks {
-			sem <- struct{}{}
-			w.dispatchActivity(t)
-		}
-		if len(tasks) == free && free > 0 {
-			continue
-		}
-		select {
-		case <-wake:
-		case <-time.After(e.cfg.PollInterval):
-		case <-ctx.Done():
-		}
-	}
 }
 
 // runActivity executes one activity attempt and records its outcome.
