@@ -81,11 +81,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.started = true
 	workers := append([]*Worker(nil), e.workers...)
-	e.mu.Unlock()
-
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.stop = cancel
 	e.stopped = make(chan struct{})
+	stopped := e.stopped
+	e.mu.Unlock()
+
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); e.timerLoop(runCtx) }()
@@ -120,13 +121,13 @@ func (e *Engine) Start(ctx context.Context) error {
 			w.acWG.Wait()
 		}
 		e.cache.purge()
-		close(e.stopped)
+		close(stopped)
 	}()
 	go func() {
 		select {
 		case <-ctx.Done():
 			_ = e.Stop(context.Background())
-		case <-e.stopped:
+		case <-stopped:
 		}
 	}()
 	return nil
@@ -137,14 +138,14 @@ func (e *Engine) Start(ctx context.Context) error {
 // another worker to retry. Stop returns once every worker goroutine is gone.
 func (e *Engine) Stop(ctx context.Context) error {
 	e.mu.Lock()
-	started := e.started
+	started, stop, stopped := e.started, e.stop, e.stopped
 	e.mu.Unlock()
 	if !started {
 		return nil
 	}
-	e.stop()
+	stop()
 	select {
-	case <-e.stopped:
+	case <-stopped:
 		return nil
 	case <-ctx.Done():
 	}
@@ -154,12 +155,17 @@ func (e *Engine) Stop(ctx context.Context) error {
 	for _, w := range workers {
 		w.cancelActivities()
 	}
-	<-e.stopped
+	<-stopped
 	return ctx.Err()
 }
 
-// Stopped is closed once a started engine has stopped.
-func (e *Engine) Stopped() <-chan struct{} { return e.stopped }
+// Stopped is closed once a started engine has stopped; it is nil before
+// Start.
+func (e *Engine) Stopped() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stopped
+}
 
 func (w *Worker) cancelActivities() {
 	w.mu.Lock()
