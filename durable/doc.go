@@ -47,6 +47,14 @@
 // failed without touching its history. By Config.PanicPolicy the run then
 // waits for fixed code (the default) or fails.
 //
+// # Changing workflow code
+//
+// Code that changes what a running workflow does goes through Patch: new
+// runs (and running runs that reach the changed point for the first time)
+// take the new branch, runs that already passed it replay the old one. When
+// no run that started before the change is open, DeprecatePatch replaces
+// Patch and the old branch is deleted; see Patch for the whole lifecycle.
+//
 // # Execution model
 //
 // Only the worker holding a run's workflow-task lease appends to its

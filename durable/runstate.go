@@ -46,6 +46,7 @@ type runState struct {
 	pendingActivities map[int64]func(result []byte, f *failure, attempt int)
 	pendingTimers     map[int64]func(err error)
 	signals           map[string][][]byte
+	patches           map[string]bool // change ID → Patch's answer in this run
 	cancelRequested   bool
 	warned            bool
 }
@@ -64,6 +65,7 @@ func newRunState(e *Engine, def *workflowDef, run store.Run) *runState {
 		pendingActivities: map[int64]func([]byte, *failure, int){},
 		pendingTimers:     map[int64]func(error){},
 		signals:           map[string][][]byte{},
+		patches:           map[string]bool{},
 	}
 	rs.ctx = &wfContext{rs: rs, log: slog.New(&replayHandler{rs: rs, h: e.logger.Handler()}).With(
 		"workflow_id", run.WorkflowID, "run_id", run.RunID, "workflow_type", run.WorkflowType)}
