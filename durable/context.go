@@ -142,6 +142,7 @@ func Sleep(ctx Context, d time.Duration) error {
 // a deterministic order; use them instead of the go statement.
 func Go(ctx Context, fn func(ctx Context)) {
 	rs := stateOf(ctx)
+	rs.mustWrite()
 	rs.d.spawn("go", func() { fn(rs.ctx) })
 }
 
@@ -223,6 +224,7 @@ func (s Signal[T]) HasPending(ctx Context) bool {
 // when none is pending. err reports a payload that does not decode into T.
 func (s Signal[T]) TryReceive(ctx Context) (v T, ok bool, err error) {
 	rs := stateOf(ctx)
+	rs.mustWrite()
 	q := rs.signals[s.name]
 	if len(q) == 0 {
 		return v, false, nil

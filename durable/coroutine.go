@@ -77,6 +77,12 @@ func (d *dispatcher) yield() {
 
 // waitUntil blocks the current coroutine until cond holds.
 func (d *dispatcher) waitUntil(cond func() bool) {
+	if d.current == nil {
+		if cond() {
+			return
+		}
+		panic("durable: blocking workflow call outside the workflow's coroutines")
+	}
 	for !cond() {
 		d.yield()
 	}

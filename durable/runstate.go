@@ -47,8 +47,13 @@ type runState struct {
 	pendingTimers     map[int64]func(err error)
 	signals           map[string][][]byte
 	patches           map[string]bool // change ID → Patch's answer in this run
-	cancelRequested   bool
-	warned            bool
+	queries           map[string]func(args []byte) ([]byte, error)
+	// readOnly is set while a query handler runs; any workflow call that
+	// would change the run panics (and readOnlyViolated is set).
+	readOnly         bool
+	readOnlyViolated bool
+	cancelRequested  bool
+	warned           bool
 }
 
 func newRunState(e *Engine, def *workflowDef, run store.Run) *runState {
@@ -66,6 +71,7 @@ func newRunState(e *Engine, def *workflowDef, run store.Run) *runState {
 		pendingTimers:     map[int64]func(error){},
 		signals:           map[string][][]byte{},
 		patches:           map[string]bool{},
+		queries:           map[string]func([]byte) ([]byte, error){},
 	}
 	rs.ctx = &wfContext{rs: rs, log: slog.New(&replayHandler{rs: rs, h: e.logger.Handler()}).With(
 		"workflow_id", run.WorkflowID, "run_id", run.RunID, "workflow_type", run.WorkflowType)}
@@ -97,6 +103,7 @@ func (rs *runState) appendEvent(typ string, data []byte, t time.Time) store.Even
 // matched against the command recorded at the same sequence number, whose
 // data is returned (so a side effect reads its recorded value).
 func (rs *runState) command(typ string, d *eventData) (*eventData, error) {
+	rs.mustWrite()
 	rs.seq++
 	d.Seq = rs.seq
 	if rs.replaying {
@@ -114,6 +121,13 @@ func (rs *runState) command(typ string, d *eventData) (*eventData, error) {
 	}
 	rs.appendEvent(typ, mustMarshal(d), rs.e.clock.Now())
 	return d, nil
+}
+
+// mustWrite panics when a query handler tries to change the run.
+func (rs *runState) mustWrite() {
+	if rs.readOnly {
+		panic("durable: a query handler cannot change the workflow")
+	}
 }
 
 // mustCommand issues a command from workflow code; a non-determinism error
