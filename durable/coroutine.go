@@ -3,6 +3,7 @@ package durable
 import (
 	"fmt"
 	"runtime/debug"
+	"time"
 )
 
 // errUnwind is panicked inside a workflow coroutine to unwind its stack when
@@ -12,6 +13,22 @@ type unwindSignal struct{}
 
 var errUnwind = unwindSignal{} //nolint:gochecknoglobals // sentinel panic value
 
+// DeadlockError reports workflow code that ran for longer than
+// Config.DeadlockTimeout without yielding to the engine: it is blocked
+// outside the engine, for example in time.Sleep, on a mutex, a channel or
+// I/O. Such a task fails (and the run is blocked or failed by
+// Config.PanicPolicy); the worker goes on.
+type DeadlockError struct {
+	Coroutine string
+	Timeout   time.Duration
+}
+
+func (e *DeadlockError) Error() string {
+	return fmt.Sprintf("durable: workflow coroutine %q did not yield within %s: it is blocked outside the engine "+
+		"(time.Sleep, a mutex, a channel or I/O?); use durable.Sleep, Await, Signal and activities instead",
+		e.Coroutine, e.Timeout)
+}
+
 // coroutine is one workflow goroutine. Only one coroutine of a run executes
 // at a time: the dispatcher resumes it and waits until it yields.
 type coroutine struct {
@@ -19,6 +36,7 @@ type coroutine struct {
 	resume      chan bool // true: unwind
 	keptBlocked bool
 	done        bool
+	stuck       bool // did not yield in time; abandoned
 }
 
 // dispatcher runs a run's coroutines one at a time, in creation order, so
@@ -28,10 +46,25 @@ type dispatcher struct {
 	current *coroutine
 	yielded chan error // nil, or why the coroutine failed the task
 	closed  bool
+
+	deadlockTimeout time.Duration
+	// abandoned is closed once a coroutine is found stuck: the run is
+	// discarded, and coroutines that wake later exit instead of reporting.
+	abandoned chan struct{}
 }
 
-func newDispatcher() *dispatcher {
-	return &dispatcher{yielded: make(chan error)}
+func newDispatcher(deadlockTimeout time.Duration) *dispatcher {
+	return &dispatcher{yielded: make(chan error), deadlockTimeout: deadlockTimeout, abandoned: make(chan struct{})}
+}
+
+// report hands control back to the dispatcher, unless the run was abandoned.
+func (d *dispatcher) report(err error) bool {
+	select {
+	case d.yielded <- err:
+		return true
+	case <-d.abandoned:
+		return false
+	}
 }
 
 // spawn adds a coroutine; it first runs at the next pass of runUntilBlocked.
@@ -41,7 +74,7 @@ func (d *dispatcher) spawn(name string, fn func()) {
 	go func() {
 		if unwind := <-c.resume; unwind {
 			c.done = true
-			d.yielded <- nil
+			d.report(nil)
 			return
 		}
 		c.keptBlocked = false
@@ -61,15 +94,18 @@ func (d *dispatcher) spawn(name string, fn func()) {
 			fn()
 		}()
 		c.done = true
-		d.yielded <- panicked
+		d.report(panicked)
 	}()
 }
 
 // yield is called by the current coroutine when it is blocked. It returns
-// once the dispatcher resumes it, or panics with errUnwind on eviction.
+// once the dispatcher resumes it, or panics with errUnwind on eviction or
+// when the run was abandoned.
 func (d *dispatcher) yield() {
 	c := d.current
-	d.yielded <- nil
+	if !d.report(nil) {
+		panic(errUnwind)
+	}
 	if unwind := <-c.resume; unwind {
 		panic(errUnwind)
 	}
@@ -90,9 +126,11 @@ func (d *dispatcher) waitUntil(cond func() bool) {
 }
 
 // runUntilBlocked resumes coroutines until every one is blocked without
-// progress, or done. It returns a *PanicError if workflow code panicked, or
-// the *NonDeterminismError a coroutine raised.
+// progress, or done. It returns a *PanicError if workflow code panicked, the
+// *NonDeterminismError a coroutine raised, or a *DeadlockError.
 func (d *dispatcher) runUntilBlocked() error {
+	timer := time.NewTimer(d.deadlockTimeout)
+	defer timer.Stop()
 	for {
 		progress := false
 		for i := 0; i < len(d.coros); i++ {
@@ -102,8 +140,19 @@ func (d *dispatcher) runUntilBlocked() error {
 			}
 			c.keptBlocked = true
 			d.current = c
+			timer.Reset(d.deadlockTimeout)
 			c.resume <- false
-			v := <-d.yielded
+			var v error
+			select {
+			case v = <-d.yielded:
+			case <-timer.C:
+				// The coroutine still runs and may read d.current when it
+				// unblocks: from here on only close() touches the run, and
+				// it leaves d.current alone.
+				c.stuck = true
+				close(d.abandoned)
+				return &DeadlockError{Coroutine: c.name, Timeout: d.deadlockTimeout}
+			}
 			d.current = nil
 			if v != nil {
 				return v
@@ -125,12 +174,29 @@ func (d *dispatcher) runUntilBlocked() error {
 	}
 }
 
-// close unwinds every live coroutine so that no goroutine of the run is left.
+// close unwinds every live coroutine so that no goroutine of the run is left
+// (a stuck one exits when it unblocks).
 func (d *dispatcher) close() {
 	if d.closed {
 		return
 	}
 	d.closed = true
+	abandoned := false
+	select {
+	case <-d.abandoned:
+		abandoned = true
+	default:
+	}
+	if abandoned {
+		// Parked coroutines unwind as soon as they are resumed and exit
+		// without reporting; the stuck one exits when it unblocks.
+		for _, c := range d.coros {
+			if !c.stuck && !c.done {
+				c.resume <- true
+			}
+		}
+		return
+	}
 	for _, c := range d.coros {
 		if c.done {
 			continue

@@ -64,6 +64,9 @@ type Config struct {
 	// WorkflowTaskTimeout is the lease of a workflow task: a worker that
 	// dies holding one delays the run this long. Optional; default 10s.
 	WorkflowTaskTimeout time.Duration
+	// DeadlockTimeout fails a workflow task whose code runs this long
+	// without yielding to the engine (a DeadlockError). Optional; default 1s.
+	DeadlockTimeout time.Duration
 	// Retention deletes closed runs (with their history and attempts) once
 	// they have been closed this long, in batches, from the timer loop of
 	// a started engine. Optional; default 0 keeps runs forever.
@@ -98,6 +101,9 @@ func (c *Config) WithDefaults() *Config {
 	}
 	if out.PollInterval <= 0 {
 		out.PollInterval = time.Second
+	}
+	if out.DeadlockTimeout <= 0 {
+		out.DeadlockTimeout = time.Second
 	}
 	if out.WorkflowTaskTimeout <= 0 {
 		out.WorkflowTaskTimeout = 10 * time.Second

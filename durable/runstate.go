@@ -66,7 +66,7 @@ func newRunState(e *Engine, def *workflowDef, run store.Run) *runState {
 			TaskQueue:    run.TaskQueue,
 		},
 		def:               def,
-		d:                 newDispatcher(),
+		d:                 newDispatcher(e.cfg.DeadlockTimeout),
 		pendingActivities: map[int64]func([]byte, *failure, int){},
 		pendingTimers:     map[int64]func(error){},
 		signals:           map[string][][]byte{},
