@@ -55,6 +55,23 @@
 // no run that started before the change is open, DeprecatePatch replaces
 // Patch and the old branch is deleted; see Patch for the whole lifecycle.
 //
+// # Signals and queries
+//
+// A Signal is a typed message to a running workflow: the workflow receives
+// it with Receive or a Selector; a client sends it with Send or
+// Engine.Signal (a RequestID makes a retried send apply once), or with
+// SignalWithStart, which starts the run first if none is running. A query
+// reads live state without changing it: the workflow registers a handler
+// with SetQueryHandler, and Engine.Query runs it on the run's cached state
+// or on a replay of its history.
+//
+// # Deadlocks
+//
+// Workflow code that runs for Config.DeadlockTimeout (default 1s) without
+// yielding to the engine, because it is blocked in time.Sleep, on a mutex,
+// a channel or I/O, fails its task with a *DeadlockError; the worker goes
+// on.
+//
 // # Execution model
 //
 // Only the worker holding a run's workflow-task lease appends to its
