@@ -154,6 +154,7 @@ func (rs *runState) replay(events []store.Event) error {
 	rs.replaying = true
 	defer func() { rs.replaying = false; rs.recorded = nil }()
 	rs.recorded = make(map[int64]*recordedCommand)
+	seqOf := make(map[int64]int64) // event ID → command seq
 	for _, ev := range events {
 		if !isCommand(ev.Type) {
 			continue
@@ -163,6 +164,7 @@ func (rs *runState) replay(events []store.Event) error {
 			return err
 		}
 		rs.recorded[d.Seq] = &recordedCommand{typ: ev.Type, data: d}
+		seqOf[ev.ID] = d.Seq
 	}
 	var sinceInput []int64
 	checkMatched := func() error {
@@ -178,8 +180,7 @@ func (rs *runState) replay(events []store.Event) error {
 		rs.historyLen = ev.ID
 		rs.historyBytes += int64(len(ev.Data))
 		if isCommand(ev.Type) {
-			d := rs.recordedBySeqOf(ev)
-			sinceInput = append(sinceInput, d)
+			sinceInput = append(sinceInput, seqOf[ev.ID])
 			continue
 		}
 		if err := checkMatched(); err != nil {
@@ -193,14 +194,6 @@ func (rs *runState) replay(events []store.Event) error {
 		}
 	}
 	return checkMatched()
-}
-
-func (rs *runState) recordedBySeqOf(ev store.Event) int64 {
-	var d struct {
-		Seq int64 `json:"seq"`
-	}
-	_ = json.Unmarshal(ev.Data, &d) // already decoded once in replay
-	return d.Seq
 }
 
 // applyInbox moves inbox items into history, applying each in turn. It stops
