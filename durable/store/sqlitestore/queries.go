@@ -144,8 +144,9 @@ func (q *queries) statements() []struct {
 		// claimWorkflowTasks does: insertLeasedTask writes a new run's first
 		// task already leased (attempt 1), leaseWorkflowTask leases one
 		// run's task if it is claimable.
+		// The caller draws the token (newToken), so nothing is read back.
 		{&q.insertLeasedTask, `INSERT INTO workflow_tasks (run_id, task_queue, available_at, wake_at, token, owner, attempt)
-			VALUES (?1, ?2, ?3, ?3, lower(hex(randomblob(16))), ?4, 1) RETURNING token`},
+			VALUES (?1, ?2, ?3, ?3, ?5, ?4, 1)`},
 		{&q.leaseWorkflowTask, `UPDATE workflow_tasks SET token = lower(hex(randomblob(16))), owner = ?2,
 			available_at = ?3, wake_at = ?3, attempt = attempt + 1
 			WHERE run_id = ?1 AND available_at <= ?4
@@ -170,15 +171,14 @@ func (q *queries) statements() []struct {
 			heartbeat_details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		// An activity task written already leased, as claimActivities would
 		// lease it at ?17 (the commit's Now), for the eager fast path. It is
-		// ready, so it has no wake_at.
+		// ready, so it has no wake_at. The caller computes the token (?19)
+		// and lease expiry (?20) as claimActivities would (newToken,
+		// leaseExpiry), so nothing is read back.
 		{&q.insertLeasedActivity, `INSERT INTO activity_tasks (run_id, seq, workflow_id, activity_type, task_queue,
 			input, options, attempt, scheduled_at, ready_at, schedule_to_start,
 			schedule_to_start_deadline, schedule_to_close_deadline, start_to_close, heartbeat_timeout,
 			heartbeat_details, started_at, token, owner, lease_expires_at)
-			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-				lower(hex(randomblob(16))), ?18,
-				coalesce(min(?17 + nullif(?14, 0), ?17 + nullif(?15, 0)), ?17 + nullif(?14, 0), ?17 + nullif(?15, 0)))
-			RETURNING ` + activityColumns},
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?19, ?18, ?20)`},
 		{&q.cancelActivity, `UPDATE activity_tasks SET cancel_requested = 1 WHERE run_id = ? AND seq = ?`},
 		{&q.probeActivities, `SELECT count(*) FROM (SELECT 1 FROM activity_tasks
 			WHERE task_queue = ?1 AND token IS NULL AND ready_at <= ?2 AND (deadline_at IS NULL OR deadline_at > ?2)

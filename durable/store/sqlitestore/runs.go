@@ -88,9 +88,9 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 		}
 		res = store.CreateRunResult{Created: true, Run: run}
 		if e := p.Eager; e != nil {
-			task := &store.WorkflowTask{Run: run, Attempt: 1}
-			if err := t.queryRow(s.q.insertLeasedTask, p.RunID, p.TaskQueue, nanos(e.LeaseUntil), e.Owner).
-				Scan(&task.Token); err != nil {
+			task := &store.WorkflowTask{Run: run, Token: newToken(), Attempt: 1}
+			if _, err := t.exec(s.q.insertLeasedTask, p.RunID, p.TaskQueue, nanos(e.LeaseUntil), e.Owner,
+				task.Token); err != nil {
 				return err
 			}
 			res.Task = task

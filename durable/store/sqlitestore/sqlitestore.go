@@ -2,7 +2,9 @@ package sqlitestore
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -120,7 +122,15 @@ func dsn(path string) string {
 		r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 		name = "file:" + r.Replace(path)
 	}
-	return name + "?_busy_timeout=10000&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_txlock=immediate"
+	// temp_store=memory keeps statement and savepoint journals (which
+	// undo one operation of a grouped transaction; crash recovery never
+	// reads them) in memory instead of spilling them to a temporary file
+	// with a write syscall per page. wal_autocheckpoint=4000 (16 MiB of 4
+	// KiB pages, against SQLite's default 1000) makes the writer stop for
+	// a checkpoint, and its fsyncs, a quarter as often; every commit is
+	// still fsynced to the WAL.
+	return name + "?_busy_timeout=10000&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_txlock=immediate" +
+		"&_pragma=temp_store(memory)&_pragma=wal_autocheckpoint(4000)"
 }
 
 // Close waits for the writes in progress, releases the prepared
@@ -171,6 +181,22 @@ func nullNanos(t time.Time) any {
 		return nil
 	}
 	return t.UnixNano()
+}
+
+// sqlNullNanos is nullNanos as sql.NullInt64.
+func sqlNullNanos(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
+}
+
+// newToken returns a new random lease token: 16 random bytes in lower-case
+// hex, as the claim statements' lower(hex(randomblob(16))) draws them.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 // fromNanos is the inverse of nanos, in UTC.

@@ -380,20 +380,63 @@ func (s *Store) insertActivity(t *tx, runID, workflowID, taskQueue string, a *st
 		scheduleToStart = max(0, nanos(a.ScheduleToStartDeadline)-nanos(scheduled))
 	}
 	if eagerOwner != nil && claimableAt(ready, a.ScheduleToStartDeadline, a.ScheduleToCloseDeadline, now) {
-		task, err := scanActivityTask(t.queryRow(s.q.insertLeasedActivity, runID, a.Seq, workflowID, a.ActivityType,
-			taskQueue, blob(a.Input), blob(a.Options), max(1, a.Attempt), nanos(scheduled), nanos(ready), scheduleToStart,
+		// The task as scanActivityTask would read it back.
+		task := &store.ActivityTask{
+			RunID:                   runID,
+			Seq:                     a.Seq,
+			WorkflowID:              workflowID,
+			ActivityType:            a.ActivityType,
+			TaskQueue:               taskQueue,
+			Input:                   bytesOrNil(a.Input),
+			Options:                 bytesOrNil(a.Options),
+			Attempt:                 max(1, a.Attempt),
+			ScheduledAt:             fromNanos(nanos(scheduled)),
+			ReadyAt:                 fromNanos(nanos(ready)),
+			ScheduleToStartDeadline: fromNullNanos(sqlNullNanos(a.ScheduleToStartDeadline)),
+			ScheduleToCloseDeadline: fromNullNanos(sqlNullNanos(a.ScheduleToCloseDeadline)),
+			StartToClose:            a.StartToClose,
+			HeartbeatTimeout:        a.HeartbeatTimeout,
+			HeartbeatDetails:        bytesOrNil(a.HeartbeatDetails),
+			Token:                   newToken(),
+			Owner:                   *eagerOwner,
+			StartedAt:               fromNanos(nanos(now)),
+		}
+		lease := leaseExpiry(nanos(now), int64(a.StartToClose), int64(a.HeartbeatTimeout))
+		task.LeaseExpiresAt = fromNullNanos(lease)
+		var leaseArg any
+		if lease.Valid {
+			leaseArg = lease.Int64
+		}
+		_, err := t.exec(s.q.insertLeasedActivity, runID, a.Seq, workflowID, a.ActivityType,
+			taskQueue, blob(a.Input), blob(a.Options), task.Attempt, nanos(scheduled), nanos(ready), scheduleToStart,
 			nullNanos(a.ScheduleToStartDeadline), nullNanos(a.ScheduleToCloseDeadline),
-			int64(a.StartToClose), int64(a.HeartbeatTimeout), blob(a.HeartbeatDetails), nanos(now), *eagerOwner))
+			int64(a.StartToClose), int64(a.HeartbeatTimeout), blob(a.HeartbeatDetails), nanos(now), *eagerOwner,
+			task.Token, leaseArg)
 		if err != nil {
 			return nil, err
 		}
-		return &task, nil
+		return task, nil
 	}
 	_, err := t.exec(s.q.insertActivity, runID, a.Seq, workflowID, a.ActivityType, taskQueue,
 		blob(a.Input), blob(a.Options), max(1, a.Attempt), nanos(scheduled), nanos(ready), wake, scheduleToStart,
 		nullNanos(a.ScheduleToStartDeadline), nullNanos(a.ScheduleToCloseDeadline),
 		int64(a.StartToClose), int64(a.HeartbeatTimeout), blob(a.HeartbeatDetails))
 	return nil, err
+}
+
+// leaseExpiry is the lease expiry claimActivities sets for a task started
+// at now: the earlier of now+startToClose and now+heartbeat, ignoring a
+// zero timeout; none (NULL) when both are zero.
+func leaseExpiry(now, startToClose, heartbeat int64) sql.NullInt64 {
+	switch {
+	case startToClose == 0 && heartbeat == 0:
+		return sql.NullInt64{}
+	case startToClose == 0:
+		return sql.NullInt64{Int64: now + heartbeat, Valid: true}
+	case heartbeat == 0:
+		return sql.NullInt64{Int64: now + startToClose, Valid: true}
+	}
+	return sql.NullInt64{Int64: now + min(startToClose, heartbeat), Valid: true}
 }
 
 // claimableAt reports whether claimActivities would claim, at now, an
