@@ -646,7 +646,7 @@ func (w *Worker) recordOutcome(t store.ActivityTask, ac *activityCtx, result []b
 	var err error
 	switch {
 	case runErr == nil:
-		err = w.completeActivity(ctx, store.CompleteActivityTaskParams{
+		err = e.completeActivity(ctx, store.CompleteActivityTaskParams{
 			RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, Now: now,
 			Item: store.NewInboxItem{Type: EventActivityCompleted, Data: mustMarshal(&eventData{Seq: t.Seq, Result: result, Attempt: t.Attempt})},
 		})
@@ -668,7 +668,7 @@ func (w *Worker) recordOutcome(t store.ActivityTask, ac *activityCtx, result []b
 			f.NonRetryable = true
 			att.Outcome = "canceled"
 		}
-		err = w.failActivity(ctx, t, att, f, now)
+		err = e.failActivity(ctx, t, att, f, now)
 	}
 	if err != nil {
 		if errors.Is(err, store.ErrLeaseLost) {
@@ -676,15 +676,12 @@ func (w *Worker) recordOutcome(t store.ActivityTask, ac *activityCtx, result []b
 			return
 		}
 		e.logger.Error("record activity outcome", "run_id", t.RunID, "seq", t.Seq, "error", err)
-		return
 	}
-	e.notifyAllWorkflowQueues()
 }
 
 // failActivity retries a failed attempt by its policy, or records the
 // activity as failed.
-func (w *Worker) failActivity(ctx context.Context, t store.ActivityTask, att store.ActivityAttempt, f *failure, now time.Time) error {
-	e := w.e
+func (e *Engine) failActivity(ctx context.Context, t store.ActivityTask, att store.ActivityAttempt, f *failure, now time.Time) error {
 	var policy RetryPolicy
 	if len(t.Options) > 0 {
 		if err := json.Unmarshal(t.Options, &policy); err != nil {
@@ -706,17 +703,18 @@ func (w *Worker) failActivity(ctx context.Context, t store.ActivityTask, att sto
 			return err
 		}
 	}
-	return w.completeActivity(ctx, store.CompleteActivityTaskParams{
+	return e.completeActivity(ctx, store.CompleteActivityTaskParams{
 		RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, Now: now,
 		Item: store.NewInboxItem{Type: EventActivityFailed, Data: mustMarshal(&eventData{Seq: t.Seq, Failure: f, Attempt: t.Attempt})},
 	})
 }
 
 // completeActivity records an activity's outcome. When the run is cached in
-// this process and its worker has room, the run's next workflow task is
-// leased in the same transaction and run here, with no poll in between.
-func (w *Worker) completeActivity(ctx context.Context, p store.CompleteActivityTaskParams) error {
-	e := w.e
+// this process and its worker has room, the run's next workflow task is run
+// here at once (committed with the outcome, or leased in the same
+// transaction), with no poll in between; otherwise the local workflow
+// pollers are woken to claim it.
+func (e *Engine) completeActivity(ctx context.Context, p store.CompleteActivityTaskParams) error {
 	if rs := e.cache.take(p.RunID); rs != nil {
 		if ww := e.localWorker(rs.info.TaskQueue); ww != nil && ww.tryAcquire(ww.wfSem) {
 			done, err := ww.runOnCompletion(ctx, rs, p)
@@ -749,6 +747,9 @@ func (w *Worker) completeActivity(ctx context.Context, p store.CompleteActivityT
 		return nil
 	case ww != nil:
 		<-ww.wfSem
+	}
+	if err == nil {
+		e.notifyAllWorkflowQueues()
 	}
 	return err
 }
@@ -932,7 +933,7 @@ func (e *Engine) timeoutActivity(ctx context.Context, t store.ActivityTask) {
 			Item: store.NewInboxItem{Type: EventActivityFailed, Data: mustMarshal(&eventData{Seq: t.Seq, Failure: f, Attempt: t.Attempt})},
 		})
 	} else {
-		err = (&Worker{e: e}).failActivity(ctx, t, att, f, now)
+		err = e.failActivity(ctx, t, att, f, now)
 	}
 	if err != nil && !errors.Is(err, store.ErrLeaseLost) {
 		e.logger.Error("time out activity", "run_id", t.RunID, "seq", t.Seq, "error", err)
