@@ -284,16 +284,11 @@ func claimerMain(ctx context.Context) error {
 		return fmt.Errorf("decode %s: %w", argEnv, err)
 	}
 	parent := newParentIO()
-	pool, err := childPool(ctx, claimPollers+1, nil)
+	pool, st, closeAll, err := childStore(ctx, claimPollers+1, nil)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st, err := pgstore.New(ctx, pool, nil)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer closeAll()
 	// Every connection is open before the race starts.
 	conns := make([]*pgxpool.Conn, claimPollers+1)
 	for i := range conns {

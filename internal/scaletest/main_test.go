@@ -81,6 +81,21 @@ func childPool(ctx context.Context, maxConns int32, tracer pgx.QueryTracer) (*pg
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
+// childStore opens the parent's schema as childPool does and a pgstore on
+// it; closeAll closes both.
+func childStore(ctx context.Context, maxConns int32, tracer pgx.QueryTracer) (pool *pgxpool.Pool, st *pgstore.Store, closeAll func(), err error) {
+	pool, err = childPool(ctx, maxConns, tracer)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err = pgstore.New(ctx, pool, nil)
+	if err != nil {
+		pool.Close()
+		return nil, nil, nil, err
+	}
+	return pool, st, func() { _ = st.Close(); pool.Close() }, nil
+}
+
 // parentIO is a child's side of the conversation with its parent: lines on
 // stdin in, lines on stdout out. lines is closed when stdin closes, which
 // is the parent's order to stop.

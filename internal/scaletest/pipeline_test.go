@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keelhq/keel/durable"
-	"github.com/keelhq/keel/durable/store/pgstore"
 )
 
 // pipeline is the workflow of the scale-out test and the benchmark: three
@@ -105,16 +104,11 @@ func workerMain(ctx context.Context) error {
 	}
 	parent := newParentIO()
 	stats := &statsTracer{}
-	pool, err := childPool(ctx, arg.PoolConns, stats)
+	pool, st, closeAll, err := childStore(ctx, arg.PoolConns, stats)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st, err := pgstore.New(ctx, pool, nil)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer closeAll()
 
 	var record func(ctx context.Context) error
 	if arg.Record {

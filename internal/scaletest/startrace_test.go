@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keelhq/keel/durable"
-	"github.com/keelhq/keel/durable/store/pgstore"
 )
 
 const (
@@ -98,16 +97,11 @@ func TestSameIDStartRace(t *testing.T) {
 // what they got.
 func starterMain(ctx context.Context) error {
 	parent := newParentIO()
-	pool, err := childPool(ctx, 6, nil)
+	_, st, closeAll, err := childStore(ctx, 6, nil)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st, err := pgstore.New(ctx, pool, nil)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer closeAll()
 	e, err := durable.New(st, &durable.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		return err
