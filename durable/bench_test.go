@@ -226,15 +226,25 @@ func BenchmarkW4SleepOvershoot(b *testing.B) {
 }
 
 // BenchmarkFloorCommit is the floor F: one INSERT and COMMIT on a SQLite
-// file opened with the settings sqlitestore.Open uses (WAL,
-// synchronous=FULL), measured in the same run as the workloads.
+// file opened with the settings sqlitestore.Open uses (sqlitestore.DSN), or
+// with KEEL_BENCH_STORE=postgres one INSERT round trip (an implicit commit)
+// with the server's durability settings, measured in the same run as the
+// workloads.
 func BenchmarkFloorCommit(b *testing.B) {
+	payload := make([]byte, 100)
 	if os.Getenv("KEEL_BENCH_STORE") == "postgres" {
-		benchmarkPostgresFloor(b)
+		ctx := context.Background()
+		pool := testdb.Postgres(b)
+		if _, err := pool.Exec(ctx, `CREATE TABLE floor (id bigserial PRIMARY KEY, payload bytea)`); err != nil {
+			b.Fatal(err)
+		}
+		measureCommits(b, func() error {
+			_, err := pool.Exec(ctx, `INSERT INTO floor (payload) VALUES ($1)`, payload)
+			return err
+		})
 		return
 	}
-	path := filepath.Join(b.TempDir(), "floor.db")
-	db, err := sql.Open("sqlite", path+"?_busy_timeout=10000&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
+	db, err := sql.Open("sqlite", sqlitestore.DSN(filepath.Join(b.TempDir(), "floor.db")))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -242,41 +252,26 @@ func BenchmarkFloorCommit(b *testing.B) {
 	if _, err := db.Exec(`CREATE TABLE floor (id INTEGER PRIMARY KEY, payload BLOB)`); err != nil {
 		b.Fatal(err)
 	}
-	payload := make([]byte, 100)
-	samples := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
+	measureCommits(b, func() error {
 		tx, err := db.Begin()
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
 		if _, err := tx.Exec(`INSERT INTO floor (payload) VALUES (?)`, payload); err != nil {
-			b.Fatal(err)
+			_ = tx.Rollback()
+			return err
 		}
-		if err := tx.Commit(); err != nil {
-			b.Fatal(err)
-		}
-		samples = append(samples, time.Since(t0))
-	}
-	b.StopTimer()
-	reportPercentiles(b, samples, "")
+		return tx.Commit()
+	})
 }
 
-// benchmarkPostgresFloor is the floor F on PostgreSQL: one INSERT and COMMIT
-// round trip with the server's durability settings.
-func benchmarkPostgresFloor(b *testing.B) {
-	ctx := context.Background()
-	pool := testdb.Postgres(b)
-	if _, err := pool.Exec(ctx, `CREATE TABLE floor (id bigserial PRIMARY KEY, payload bytea)`); err != nil {
-		b.Fatal(err)
-	}
-	payload := make([]byte, 100)
+// measureCommits times b.N calls of commit and reports their percentiles.
+func measureCommits(b *testing.B, commit func() error) {
 	samples := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		if _, err := pool.Exec(ctx, `INSERT INTO floor (payload) VALUES ($1)`, payload); err != nil {
+		if err := commit(); err != nil {
 			b.Fatal(err)
 		}
 		samples = append(samples, time.Since(t0))

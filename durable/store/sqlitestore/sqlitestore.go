@@ -95,7 +95,7 @@ func New(db *sql.DB, cfg *Config) (*Store, error) {
 // timeout, synchronous=FULL (every commit is fsynced before it returns),
 // foreign keys and immediate write transactions. Close closes the database.
 func Open(path string, cfg *Config) (*Store, error) {
-	db, err := sql.Open("sqlite", dsn(path))
+	db, err := sql.Open("sqlite", DSN(path))
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
@@ -113,8 +113,10 @@ func Open(path string, cfg *Config) (*Store, error) {
 	return s, nil
 }
 
-// dsn is the modernc.org/sqlite data source name Open uses for path.
-func dsn(path string) string {
+// DSN is the modernc.org/sqlite data source name Open uses for path: pass
+// it to sql.Open("sqlite", …) to open a handle for New with the same
+// settings.
+func DSN(path string) string {
 	// A '?' in a plain file name would start the query string; '%' and '#'
 	// likewise mean something in a "file:" URI. Escape them in a URI.
 	name := path
