@@ -38,8 +38,18 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(demoCmd(), workerCmd())
+	for _, c := range commands {
+		root.AddCommand(c())
+	}
 	return root
+}
+
+// commands are keel's subcommands. Each is defined in a file of its own,
+// which adds its constructor here from an init function.
+var commands []func() *cobra.Command
+
+func init() {
+	commands = append(commands, demoCmd, workerCmd)
 }
 
 // openStore opens the store named by dsn: a postgres:// or postgresql://
