@@ -12,6 +12,11 @@ import (
 
 // RetryPolicy says how a failed activity attempt is retried. Zero fields take
 // the defaults given.
+//
+// The error itself can also decide: an error (or one it wraps) with a
+// method NonRetryable() bool that returns true is not retried, and one with
+// a method RetryAfter() time.Duration (a rate limit's Retry-After) waits at
+// least that long before the next attempt.
 type RetryPolicy struct {
 	// InitialInterval is the delay before the second attempt. Optional;
 	// default 1s.

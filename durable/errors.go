@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"time"
 )
 
 // Sentinel errors. Match them with errors.Is.
@@ -164,13 +165,24 @@ var sentinelNames = map[string]error{ //nolint:gochecknoglobals // immutable loo
 
 // failure is the stored form of an error.
 type failure struct {
-	Type         string   `json:"type"`
-	Message      string   `json:"message"`
-	NonRetryable bool     `json:"non_retryable,omitempty"`
-	Stack        string   `json:"stack,omitempty"`
-	Timeout      string   `json:"timeout,omitempty"`
-	Cause        *failure `json:"cause,omitempty"`
+	Type         string `json:"type"`
+	Message      string `json:"message"`
+	NonRetryable bool   `json:"non_retryable,omitempty"`
+	Stack        string `json:"stack,omitempty"`
+	Timeout      string `json:"timeout,omitempty"`
+	// RetryAfter is the wait the error asked for before the next attempt
+	// (an HTTP 429's Retry-After, say); zero when it did not ask.
+	RetryAfter time.Duration `json:"retry_after,omitempty"`
+	Cause      *failure      `json:"cause,omitempty"`
 }
+
+// retryAfterError is implemented by errors that know how long to wait
+// before the next attempt, such as a rate limit's Retry-After.
+type retryAfterError interface{ RetryAfter() time.Duration }
+
+// nonRetryableMarker is implemented by errors that know whether retrying
+// can help; NonRetryable() true stops the activity's retries.
+type nonRetryableMarker interface{ NonRetryable() bool }
 
 // toFailure converts an error to its stored form.
 func toFailure(err error) *failure {
@@ -181,6 +193,14 @@ func toFailure(err error) *failure {
 	var nr *nonRetryableError
 	if errors.As(err, &nr) {
 		f.NonRetryable = true
+	}
+	var marker nonRetryableMarker
+	if errors.As(err, &marker) && marker.NonRetryable() {
+		f.NonRetryable = true
+	}
+	var ra retryAfterError
+	if errors.As(err, &ra) {
+		f.RetryAfter = max(0, ra.RetryAfter())
 	}
 	var ae *ApplicationError
 	if errors.As(err, &ae) {

@@ -690,7 +690,9 @@ func (e *Engine) failActivity(ctx context.Context, t store.ActivityTask, att sto
 		}
 	}
 	if policy.retryable(f, t.Attempt) {
-		retryAt := now.Add(policy.delay(t.Attempt))
+		// An error that says how long to wait (a rate limit's Retry-After)
+		// is honoured when it asks for longer than the policy would wait.
+		retryAt := now.Add(max(policy.delay(t.Attempt), f.RetryAfter))
 		if t.ScheduleToCloseDeadline.IsZero() || retryAt.Before(t.ScheduleToCloseDeadline) {
 			err := e.retryWrite(ctx, "retry activity", func() error {
 				return e.store.RetryActivityTask(ctx, store.RetryActivityTaskParams{
