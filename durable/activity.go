@@ -104,6 +104,11 @@ type ActivityOptions struct {
 	HeartbeatTimeout time.Duration
 	// RetryPolicy. Optional; see RetryPolicy for defaults.
 	RetryPolicy RetryPolicy
+	// CancellationType applies when the run is canceled while the activity
+	// runs: TryCancel (the default) asks it to cancel, through its next
+	// Heartbeat, and returns ErrCanceled at once; WaitCancellationCompleted
+	// asks and waits for its outcome; Abandon does not ask.
+	CancellationType CancellationType
 }
 
 func (o ActivityOptions) merge(over *ActivityOptions) ActivityOptions {
@@ -127,6 +132,9 @@ func (o ActivityOptions) merge(over *ActivityOptions) ActivityOptions {
 	}
 	if !isZeroPolicy(over.RetryPolicy) {
 		o.RetryPolicy = over.RetryPolicy
+	}
+	if over.CancellationType != 0 {
+		o.CancellationType = over.CancellationType
 	}
 	return o
 }
@@ -178,7 +186,7 @@ func (a *Activity[In, Out]) StartWithOptions(ctx Context, in In, opts *ActivityO
 		f.set(zero, fmt.Errorf("activity %s: %w", a.name, err))
 		return f
 	}
-	if rs.cancelRequested {
+	if canceled(ctx) {
 		f.set(zero, ErrCanceled)
 		return f
 	}
@@ -190,6 +198,12 @@ func (a *Activity[In, Out]) StartWithOptions(ctx Context, in In, opts *ActivityO
 		o.StartToCloseTimeout = 10 * time.Minute
 	}
 	seq := rs.scheduleActivity(a.name, input, o)
+	switch {
+	case isDetached(ctx):
+		rs.activityCancel[seq] = detachedOp
+	case o.CancellationType != 0 && o.CancellationType != TryCancel:
+		rs.activityCancel[seq] = o.CancellationType
+	}
 	rs.pendingActivities[seq] = func(result []byte, fl *failure, attempt int) {
 		if fl != nil {
 			cause := fl.toError()

@@ -35,6 +35,8 @@ type WorkflowInfo struct {
 type wfContext struct {
 	rs  *runState
 	log *slog.Logger
+	// detached contexts (WithoutCancel) ignore the run's cancellation.
+	detached bool
 }
 
 func (c *wfContext) Info() WorkflowInfo   { return c.rs.info }
@@ -42,10 +44,29 @@ func (c *wfContext) Logger() *slog.Logger { return c.log }
 func (c *wfContext) durableContext()      {}
 
 func (c *wfContext) Err() error {
-	if c.rs.cancelRequested {
+	if canceled(c) {
 		return ErrCanceled
 	}
 	return nil
+}
+
+// canceled reports whether work started with ctx is to be refused because
+// the run was asked to cancel: true unless ctx is detached.
+func canceled(ctx Context) bool {
+	c := ctx.(*wfContext)
+	return !c.detached && c.rs.cancelRequested
+}
+
+// isDetached reports whether ctx ignores the run's cancellation.
+func isDetached(ctx Context) bool { return ctx.(*wfContext).detached }
+
+// WithoutCancel returns a context whose activities, timers, children and
+// waits are not canceled when the run is: the way to clean up after a
+// cancellation, for example to run a compensation activity before the
+// workflow returns ErrCanceled.
+func WithoutCancel(ctx Context) Context {
+	c := ctx.(*wfContext)
+	return &wfContext{rs: c.rs, log: c.log, detached: true}
 }
 
 // stateOf returns the run behind a workflow Context.
@@ -122,11 +143,14 @@ func NewTimer(ctx Context, d time.Duration) *Future[struct{}] {
 		f.set(struct{}{}, nil)
 		return f
 	}
-	if rs.cancelRequested {
+	if canceled(ctx) {
 		f.set(struct{}{}, ErrCanceled)
 		return f
 	}
-	rs.startTimer(d, func(err error) { f.set(struct{}{}, err) })
+	seq := rs.startTimer(d, func(err error) { f.set(struct{}{}, err) })
+	if isDetached(ctx) {
+		rs.detachedTimers[seq] = true
+	}
 	return f
 }
 
@@ -143,14 +167,14 @@ func Sleep(ctx Context, d time.Duration) error {
 func Go(ctx Context, fn func(ctx Context)) {
 	rs := stateOf(ctx)
 	rs.mustWrite()
-	rs.d.spawn("go", func() { fn(rs.ctx) })
+	rs.d.spawn("go", func() { fn(ctx) })
 }
 
 // Await blocks until cond returns true. cond must only read workflow state.
 // It returns ErrCanceled if the run is canceled first.
 func Await(ctx Context, cond func() bool) error {
 	rs := stateOf(ctx)
-	rs.d.waitUntil(func() bool { return cond() || rs.cancelRequested })
+	rs.d.waitUntil(func() bool { return cond() || canceled(ctx) })
 	if cond() {
 		return nil
 	}
@@ -164,17 +188,20 @@ func AwaitWithTimeout(ctx Context, d time.Duration, cond func() bool) (bool, err
 	if cond() {
 		return true, nil
 	}
-	if rs.cancelRequested {
+	if canceled(ctx) {
 		return false, ErrCanceled
 	}
 	fired := false
 	seq := rs.startTimer(d, func(error) { fired = true })
-	rs.d.waitUntil(func() bool { return cond() || fired || rs.cancelRequested })
+	if isDetached(ctx) {
+		rs.detachedTimers[seq] = true
+	}
+	rs.d.waitUntil(func() bool { return cond() || fired || canceled(ctx) })
 	if cond() {
 		rs.cancelTimer(seq)
 		return true, nil
 	}
-	if rs.cancelRequested {
+	if canceled(ctx) {
 		return false, ErrCanceled
 	}
 	return false, nil

@@ -224,6 +224,9 @@ const (
 	StatusFailed     = store.StatusFailed
 	StatusCanceled   = store.StatusCanceled
 	StatusTerminated = store.StatusTerminated
+	// StatusContinuedAsNew: the run handed over to a new run of its
+	// workflow ID; Result follows it.
+	StatusContinuedAsNew = store.StatusContinuedAsNew
 )
 
 // RunInfo describes a run.
@@ -370,6 +373,16 @@ func (e *Engine) Result(ctx context.Context, runID string) (json.RawMessage, err
 			e.dropWaiter(runID, ch)
 			return nil, e.runErr(err, runID)
 		}
+		if r.Status == store.StatusContinuedAsNew {
+			// Follow the chain to the run that finally closes.
+			e.dropWaiter(runID, ch)
+			var next string
+			if err := json.Unmarshal(r.Result, &next); err != nil || next == "" {
+				return nil, fmt.Errorf("run %s continued as new to an unreadable run ID %q", runID, r.Result)
+			}
+			runID = next
+			continue
+		}
 		if r.Status.Closed() {
 			e.dropWaiter(runID, ch)
 			return runOutcome(r)
@@ -436,6 +449,18 @@ func (e *Engine) Signal(ctx context.Context, workflowID, name string, payload js
 		p.WorkflowID = workflowID
 	}
 	run, err := e.store.Signal(ctx, p)
+	for range 3 {
+		// A run that continued as new while the signal looked for it
+		// hands over to its successor: address that one.
+		if !errors.Is(err, store.ErrRunClosed) || o.RunID != "" {
+			break
+		}
+		latest, lerr := e.store.GetLatestRun(ctx, workflowID)
+		if lerr != nil || latest.Status != store.StatusRunning {
+			break
+		}
+		run, err = e.store.Signal(ctx, p)
+	}
 	if err != nil {
 		return fmt.Errorf("signal %s: %w", name, e.runErr(err, workflowID))
 	}
@@ -487,11 +512,14 @@ func (e *Engine) Terminate(ctx context.Context, workflowID, reason string) error
 		return fmt.Errorf("terminate: %w: %q is %s", ErrRunClosed, workflowID, r.Status)
 	}
 	f := toFailure(fmt.Errorf("%w: %s", ErrTerminated, reason))
+	now := e.clock.Now()
 	err = e.store.Terminate(ctx, store.TerminateParams{
-		RunID:   r.RunID,
-		Event:   store.Event{Type: EventWorkflowTerminated, Time: e.clock.Now(), Data: mustMarshal(&eventData{Reason: reason})},
-		Failure: mustJSON(f),
-		Now:     e.clock.Now(),
+		RunID:      r.RunID,
+		Event:      store.Event{Type: EventWorkflowTerminated, Time: now, Data: mustMarshal(&eventData{Reason: reason})},
+		Failure:    mustJSON(f),
+		Now:        now,
+		ParentItem: parentItem(r.Parent, &store.CloseRun{Status: store.StatusTerminated, Failure: mustJSON(f)}),
+		Children:   childrenClose(now),
 	})
 	if err != nil {
 		return fmt.Errorf("terminate: %w", e.runErr(err, workflowID))

@@ -161,6 +161,8 @@ var sentinelNames = map[string]error{ //nolint:gochecknoglobals // immutable loo
 	"durable.NonDeterminism":  ErrNonDeterminism,
 	"durable.UnknownActivity": ErrUnknownActivity,
 	"durable.UnknownWorkflow": ErrUnknownWorkflow,
+	"durable.WorkflowIDInUse": ErrWorkflowIDInUse,
+	"durable.RunNotFound":     ErrRunNotFound,
 }
 
 // failure is the stored form of an error.
@@ -174,6 +176,10 @@ type failure struct {
 	// (an HTTP 429's Retry-After, say); zero when it did not ask.
 	RetryAfter time.Duration `json:"retry_after,omitempty"`
 	Cause      *failure      `json:"cause,omitempty"`
+	// The child of a ChildWorkflowError.
+	WorkflowType string `json:"workflow_type,omitempty"`
+	WorkflowID   string `json:"workflow_id,omitempty"`
+	RunID        string `json:"run_id,omitempty"`
 }
 
 // retryAfterError is implemented by errors that know how long to wait
@@ -222,10 +228,19 @@ func toFailure(err error) *failure {
 		f.Type = "durable.Timeout"
 		f.Timeout = te.Kind
 	}
+	var cwe *ChildWorkflowError
+	if errors.As(err, &cwe) && cwe.Err != nil {
+		f.Type = "durable.ChildWorkflowError"
+		f.WorkflowType, f.WorkflowID, f.RunID = cwe.WorkflowType, cwe.WorkflowID, cwe.RunID
+		f.Cause = toFailure(cwe.Err)
+	}
 	var actErr *ActivityError
 	if errors.As(err, &actErr) && actErr.Cause != nil {
 		f.Type = "durable.ActivityError"
 		f.Cause = toFailure(actErr.Cause)
+	}
+	if f.Type == "durable.ChildWorkflowError" || f.Type == "durable.ActivityError" {
+		return f // the cause keeps the sentinel
 	}
 	for name, s := range sentinelNames {
 		if errors.Is(err, s) {
@@ -243,6 +258,10 @@ func (f *failure) toError() error {
 	}
 	if f.Type == "durable.Timeout" {
 		return &TimeoutError{Kind: f.Timeout}
+	}
+	if f.Type == "durable.ChildWorkflowError" && f.Cause != nil {
+		return &ChildWorkflowError{WorkflowType: f.WorkflowType, WorkflowID: f.WorkflowID, RunID: f.RunID,
+			Err: f.Cause.toError()}
 	}
 	ae := &ApplicationError{Type: f.Type, Message: f.Message, NonRetryable: f.NonRetryable, Stack: f.Stack}
 	if f.Cause != nil {

@@ -18,6 +18,13 @@ const (
 	EventTimerFired        = "TimerFired"
 	EventSignalReceived    = "SignalReceived"
 	EventCancelRequested   = "CancelRequested"
+	// EventWorkflowTimedOut: a child's execution timeout passed.
+	EventWorkflowTimedOut         = "WorkflowTimedOut"
+	EventChildWorkflowStartFailed = "ChildWorkflowStartFailed"
+	EventChildWorkflowCompleted   = "ChildWorkflowCompleted"
+	EventChildWorkflowFailed      = "ChildWorkflowFailed"
+	EventExternalRequestDone      = "ExternalRequestDone"
+	EventExternalRequestFailed    = "ExternalRequestFailed"
 
 	// Commands.
 	EventActivityScheduled       = "ActivityScheduled"
@@ -28,6 +35,10 @@ const (
 	EventWorkflowCompleted       = "WorkflowCompleted"
 	EventWorkflowFailed          = "WorkflowFailed"
 	EventWorkflowCanceled        = "WorkflowCanceled"
+	EventWorkflowContinuedAsNew  = "WorkflowContinuedAsNew"
+	EventChildWorkflowInitiated  = "ChildWorkflowInitiated"
+	EventExternalSignalInitiated = "ExternalSignalInitiated"
+	EventExternalCancelInitiated = "ExternalCancelInitiated"
 
 	// Written by the client, outside any workflow task.
 	EventWorkflowTerminated = "WorkflowTerminated"
@@ -38,7 +49,8 @@ func isCommand(typ string) bool {
 	switch typ {
 	case EventActivityScheduled, EventActivityCancelRequested, EventTimerStarted,
 		EventTimerCanceled, EventMarkerRecorded, EventWorkflowCompleted,
-		EventWorkflowFailed, EventWorkflowCanceled:
+		EventWorkflowFailed, EventWorkflowCanceled, EventWorkflowContinuedAsNew, EventChildWorkflowInitiated,
+		EventExternalSignalInitiated, EventExternalCancelInitiated:
 		return true
 	}
 	return false
@@ -58,6 +70,12 @@ type eventData struct {
 	FireAt     *time.Time      `json:"fire_at,omitempty"`
 	Attempt    int             `json:"attempt,omitempty"`
 	Reason     string          `json:"reason,omitempty"`
+	// RunID is a child's or a successor's run ID.
+	RunID string `json:"run_id,omitempty"`
+	// ParentRunID and ParentWorkflowID describe a child's parent in its
+	// start event.
+	ParentRunID      string `json:"parent_run_id,omitempty"`
+	ParentWorkflowID string `json:"parent_workflow_id,omitempty"`
 }
 
 func mustMarshal(d *eventData) []byte {

@@ -3,9 +3,13 @@ package durable
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/keelhq/keel/durable/store"
 )
@@ -29,8 +33,14 @@ type runState struct {
 
 	historyLen   int64 // events applied, including this task's new ones
 	historyBytes int64
-	seq          int64     // last command sequence number issued
-	now          time.Time // workflow time: the time of the input being applied
+	// inputLen and inputBytes are the history's length and size up to the
+	// input being applied: the same live and in replay.
+	inputLen   int64
+	inputBytes int64
+	parent     *store.ParentRef
+	deadline   *time.Time // execution deadline, kept across continue-as-new
+	seq        int64      // last command sequence number issued
+	now        time.Time  // workflow time: the time of the input being applied
 
 	replaying bool
 	recorded  map[int64]*recordedCommand
@@ -41,10 +51,17 @@ type runState struct {
 	timers           []store.Timer
 	cancelTimers     []int64
 	cancelActivities []int64
+	startChildren    []store.ChildStart
+	externalReqs     []store.ExternalRequest
 	closeRun         *store.CloseRun
 
 	pendingActivities map[int64]func(result []byte, f *failure, attempt int)
 	pendingTimers     map[int64]func(err error)
+	pendingChildren   map[int64]*pendingChild
+	pendingExternal   map[int64]func(err error)
+	activityCancel    map[int64]CancellationType // non-default cancellation types
+	detachedTimers    map[int64]bool
+	children          int // children started, ever
 	signals           map[string][][]byte
 	patches           map[string]bool // change ID → Patch's answer in this run
 	queries           map[string]func(args []byte) ([]byte, error)
@@ -52,8 +69,10 @@ type runState struct {
 	// would change the run panics (and readOnlyViolated is set).
 	readOnly         bool
 	readOnlyViolated bool
-	cancelRequested  bool
-	warned           bool
+	// lastApplied is the ID of the last inbox item applied by this task.
+	lastApplied     int64
+	cancelRequested bool
+	warned          bool
 }
 
 func newRunState(e *Engine, def *workflowDef, run store.Run) *runState {
@@ -66,7 +85,12 @@ func newRunState(e *Engine, def *workflowDef, run store.Run) *runState {
 			TaskQueue:    run.TaskQueue,
 		},
 		def:               def,
+		parent:            run.Parent,
 		d:                 newDispatcher(e.cfg.DeadlockTimeout),
+		pendingChildren:   map[int64]*pendingChild{},
+		pendingExternal:   map[int64]func(error){},
+		activityCancel:    map[int64]CancellationType{},
+		detachedTimers:    map[int64]bool{},
 		pendingActivities: map[int64]func([]byte, *failure, int){},
 		pendingTimers:     map[int64]func(error){},
 		signals:           map[string][][]byte{},
@@ -88,6 +112,8 @@ func (rs *runState) resetOutput() {
 	rs.timers = nil
 	rs.cancelTimers = nil
 	rs.cancelActivities = nil
+	rs.startChildren = nil
+	rs.externalReqs = nil
 }
 
 // appendEvent adds an event to this task's output.
@@ -111,7 +137,7 @@ func (rs *runState) command(typ string, d *eventData) (*eventData, error) {
 		if !ok {
 			return nil, &NonDeterminismError{RunID: rs.info.RunID, Seq: d.Seq, Actual: commandSig(typ, d)}
 		}
-		if rec.typ != typ || rec.data.Name != d.Name || rec.data.Target != d.Target ||
+		if rec.typ != typ || rec.data.Name != d.Name || rec.data.Target != d.Target || rec.data.WorkflowID != d.WorkflowID ||
 			(typ == EventActivityScheduled && !bytes.Equal(rec.data.Input, d.Input)) {
 			return nil, &NonDeterminismError{RunID: rs.info.RunID, Seq: d.Seq,
 				Expected: commandSig(rec.typ, rec.data), Actual: commandSig(typ, d)}
@@ -149,6 +175,7 @@ func (rs *runState) replay(events []store.Event) error {
 	if len(events) == 1 && events[0].Type == EventWorkflowStarted {
 		rs.historyLen = events[0].ID
 		rs.historyBytes = int64(len(events[0].Data))
+		rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
 		return rs.applyInput(events[0])
 	}
 	rs.replaying = true
@@ -189,6 +216,7 @@ func (rs *runState) replay(events []store.Event) error {
 		if ev.Type == EventWorkflowTerminated {
 			break
 		}
+		rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
 		if err := rs.applyInput(ev); err != nil {
 			return err
 		}
@@ -204,6 +232,8 @@ func (rs *runState) applyInbox(items []store.InboxItem) error {
 			return nil
 		}
 		ev := rs.appendEvent(it.Type, it.Data, it.Time)
+		rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
+		rs.lastApplied = it.ID
 		if err := rs.applyInput(ev); err != nil {
 			return err
 		}
@@ -221,6 +251,7 @@ func (rs *runState) applyInput(ev store.Event) error {
 	rs.now = ev.Time
 	switch ev.Type {
 	case EventWorkflowStarted:
+		rs.deadline = d.FireAt
 		rs.startMain(d.Input)
 	case EventActivityCompleted, EventActivityFailed:
 		if resolve := rs.pendingActivities[d.Seq]; resolve != nil {
@@ -238,6 +269,26 @@ func (rs *runState) applyInput(ev store.Event) error {
 		if err := rs.requestCancel(); err != nil {
 			return err
 		}
+	case EventChildWorkflowCompleted, EventChildWorkflowFailed, EventChildWorkflowStartFailed:
+		if c := rs.pendingChildren[d.Seq]; c != nil {
+			delete(rs.pendingChildren, d.Seq)
+			c.resolve(ev.Type, d)
+		}
+	case EventExternalRequestDone, EventExternalRequestFailed:
+		if resolve := rs.pendingExternal[d.Seq]; resolve != nil {
+			delete(rs.pendingExternal, d.Seq)
+			var err error
+			if ev.Type == EventExternalRequestFailed {
+				err = fmt.Errorf("%w: no running run of workflow %q", ErrRunNotFound, d.WorkflowID)
+			}
+			resolve(err)
+		}
+	case EventWorkflowTimedOut:
+		// The execution timeout closes the run without running its code.
+		if rs.closeRun == nil {
+			return rs.closeWith(nil, &TimeoutError{Kind: "WorkflowExecution"})
+		}
+		return nil
 	}
 	return rs.d.runUntilBlocked()
 }
@@ -250,20 +301,98 @@ func (rs *runState) startMain(input []byte) {
 	})
 }
 
-// finish records the run's outcome.
+// finish records the run's outcome, from the main coroutine.
 func (rs *runState) finish(result []byte, err error) {
+	if err := rs.closeWith(result, err); err != nil {
+		panic(err)
+	}
+}
+
+// closeWith issues the command that closes the run with the workflow's result
+// or error, and prepares the CloseRun of the commit: the parent's
+// notification, the children's close policy, or the successor of a
+// continue-as-new.
+func (rs *runState) closeWith(result []byte, err error) error {
+	var (
+		cl  *store.CloseRun
+		typ string
+		d   *eventData
+		can *ContinueAsNewError
+	)
 	switch {
 	case err == nil:
-		rs.mustCommand(EventWorkflowCompleted, &eventData{Result: result})
-		rs.closeRun = &store.CloseRun{Status: store.StatusCompleted, Result: result}
+		typ, d = EventWorkflowCompleted, &eventData{Result: result}
+		cl = &store.CloseRun{Status: store.StatusCompleted, Result: result}
+	case errors.As(err, &can):
+		typ, d = EventWorkflowContinuedAsNew, &eventData{Name: can.WorkflowType, Input: can.Input, RunID: uuid.NewString()}
 	case rs.cancelRequested && isCanceled(err):
 		f := toFailure(err)
-		rs.mustCommand(EventWorkflowCanceled, &eventData{Failure: f})
-		rs.closeRun = &store.CloseRun{Status: store.StatusCanceled, Failure: mustJSON(f)}
+		typ, d = EventWorkflowCanceled, &eventData{Failure: f}
+		cl = &store.CloseRun{Status: store.StatusCanceled, Failure: mustJSON(f)}
 	default:
 		f := toFailure(err)
-		rs.mustCommand(EventWorkflowFailed, &eventData{Failure: f})
-		rs.closeRun = &store.CloseRun{Status: store.StatusFailed, Failure: mustJSON(f)}
+		typ, d = EventWorkflowFailed, &eventData{Failure: f}
+		cl = &store.CloseRun{Status: store.StatusFailed, Failure: mustJSON(f)}
+	}
+	rec, cmdErr := rs.command(typ, d)
+	if cmdErr != nil {
+		return cmdErr
+	}
+	if can != nil {
+		// The successor's run ID is the recorded one on replay.
+		next := rec.RunID
+		now := rs.e.clock.Now()
+		cl = &store.CloseRun{Status: store.StatusContinuedAsNew, Result: mustJSON(next),
+			ContinueAsNew: &store.ContinueAsNew{
+				Run: store.CreateRunParams{
+					RunID: next, WorkflowID: rs.info.WorkflowID, WorkflowType: can.WorkflowType,
+					TaskQueue: rs.info.TaskQueue, Input: can.Input, Now: now,
+					StartEvent: store.Event{Type: EventWorkflowStarted, Time: now, Data: mustMarshal(&eventData{
+						Name: can.WorkflowType, WorkflowID: rs.info.WorkflowID, TaskQueue: rs.info.TaskQueue,
+						Input: can.Input, Reason: "continued from run " + rs.info.RunID, FireAt: rs.deadline,
+					})},
+				},
+				CarryInboxTypes: []string{EventSignalReceived},
+			}}
+	} else {
+		cl.ParentItem = parentItem(rs.parent, cl)
+		if rs.children > 0 {
+			cl.Children = childrenClose(rs.e.clock.Now())
+		}
+	}
+	if can != nil && rs.deadline != nil {
+		cl.ContinueAsNew.Run.Timers = executionTimers(*rs.deadline)
+	}
+	rs.closeRun = cl
+	return nil
+}
+
+// parentItem is the inbox item that tells a child's parent how it closed;
+// nil for a run without a parent.
+func parentItem(parent *store.ParentRef, cl *store.CloseRun) *store.NewInboxItem {
+	if parent == nil {
+		return nil
+	}
+	d := &eventData{Seq: parent.Seq, Reason: string(cl.Status)}
+	typ := EventChildWorkflowFailed
+	if cl.Status == store.StatusCompleted {
+		typ, d.Result = EventChildWorkflowCompleted, cl.Result
+	} else if len(cl.Failure) > 0 {
+		d.Failure = &failure{}
+		if err := json.Unmarshal(cl.Failure, d.Failure); err != nil {
+			d.Failure = toFailure(fmt.Errorf("undecodable failure: %w", err))
+		}
+	}
+	return &store.NewInboxItem{Type: typ, Data: mustMarshal(d)}
+}
+
+// childrenClose is what a closing run does to its running children.
+func childrenClose(now time.Time) *store.ChildrenClose {
+	reason := "parent closed"
+	return &store.ChildrenClose{
+		TerminateEvent:   store.Event{Type: EventWorkflowTerminated, Time: now, Data: mustMarshal(&eventData{Reason: reason})},
+		TerminateFailure: mustJSON(toFailure(fmt.Errorf("%w: %s", ErrTerminated, reason))),
+		CancelItem:       cancelItem(reason),
 	}
 }
 
@@ -277,16 +406,45 @@ func (rs *runState) requestCancel() error {
 	rs.cancelRequested = true
 	for _, seq := range sortedKeys(rs.pendingActivities) {
 		resolve := rs.pendingActivities[seq]
-		delete(rs.pendingActivities, seq)
-		if _, err := rs.command(EventActivityCancelRequested, &eventData{Target: seq}); err != nil {
-			return err
+		mode := rs.activityCancel[seq]
+		if mode == detachedOp {
+			continue
 		}
-		if !rs.replaying {
-			rs.cancelActivities = append(rs.cancelActivities, seq)
+		if mode != Abandon {
+			if _, err := rs.command(EventActivityCancelRequested, &eventData{Target: seq}); err != nil {
+				return err
+			}
+			if !rs.replaying {
+				rs.cancelActivities = append(rs.cancelActivities, seq)
+			}
 		}
-		resolve(nil, toFailure(ErrCanceled), 0)
+		if mode != WaitCancellationCompleted {
+			delete(rs.pendingActivities, seq)
+			resolve(nil, toFailure(ErrCanceled), 0)
+		}
+	}
+	for _, seq := range sortedKeys(rs.pendingChildren) {
+		c := rs.pendingChildren[seq]
+		if c.cancel == detachedOp {
+			continue
+		}
+		if c.cancel != Abandon {
+			d, err := rs.command(EventExternalCancelInitiated, &eventData{WorkflowID: c.workflowID})
+			if err != nil {
+				return err
+			}
+			// The request's own outcome is not awaited: the child's is.
+			rs.external(d.Seq, c.workflowID, true, cancelItem("parent canceled"), &Future[struct{}]{rs: rs})
+		}
+		if c.cancel != WaitCancellationCompleted {
+			delete(rs.pendingChildren, seq)
+			c.resolve(EventChildWorkflowFailed, &eventData{Reason: string(store.StatusCanceled)})
+		}
 	}
 	for _, seq := range sortedKeys(rs.pendingTimers) {
+		if rs.detachedTimers[seq] {
+			continue
+		}
 		resolve := rs.pendingTimers[seq]
 		delete(rs.pendingTimers, seq)
 		if _, err := rs.command(EventTimerCanceled, &eventData{Target: seq}); err != nil {

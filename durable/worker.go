@@ -368,6 +368,10 @@ func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask) {
 	p := w.taskParams(rs, t.Token, t.Run.HistoryLen)
 	if n := len(t.Inbox); n > 0 {
 		p.InboxUpTo = t.Inbox[n-1].ID
+		if rs.closeRun != nil && rs.closeRun.Status == store.StatusContinuedAsNew {
+			// Signals the run closed before applying go to its successor.
+			p.InboxUpTo = rs.lastApplied
+		}
 	}
 	err := w.commitTask(ctx, rs, p, e.store.CompleteWorkflowTask)
 	switch {
@@ -390,6 +394,8 @@ func (w *Worker) taskParams(rs *runState, token string, expectedLen int64) store
 		CancelTimers:       rs.cancelTimers,
 		CancelActivities:   rs.cancelActivities,
 		Close:              rs.closeRun,
+		StartChildren:      rs.startChildren,
+		External:           rs.externalReqs,
 		Now:                w.e.clock.Now(),
 	}
 }
@@ -481,6 +487,13 @@ func (w *Worker) runOnCompletion(ctx context.Context, rs *runState, ap store.Com
 		rs.close()
 		return false, nil
 	}
+	if len(rs.startChildren) > 0 || len(rs.externalReqs) > 0 ||
+		(rs.closeRun != nil && rs.closeRun.Status == store.StatusContinuedAsNew) {
+		// Their answers come back through the run's own inbox, which needs
+		// a workflow task: an ordinary task runs it again from history.
+		rs.close()
+		return false, nil
+	}
 	p := w.taskParams(rs, "", base)
 	err = w.commitTask(ctx, rs, p, func(ctx context.Context, p store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
 		return e.store.CompleteActivityWithWorkflowTask(ctx, store.CompleteActivityWithWorkflowTaskParams{Activity: ap, Workflow: p})
@@ -511,13 +524,15 @@ func (w *Worker) checkLimits(rs *runState) error {
 func (w *Worker) closeWithFailure(ctx context.Context, t store.WorkflowTask, cause error) {
 	e := w.e
 	f := toFailure(cause)
+	cl := &store.CloseRun{Status: store.StatusFailed, Failure: mustJSON(f), Children: childrenClose(e.clock.Now())}
+	cl.ParentItem = parentItem(t.Run.Parent, cl)
 	_, err := e.store.CompleteWorkflowTask(ctx, store.CompleteWorkflowTaskParams{
 		RunID:              t.Run.RunID,
 		Token:              t.Token,
 		ExpectedHistoryLen: t.Run.HistoryLen,
 		Events: []store.Event{{ID: t.Run.HistoryLen + 1, Type: EventWorkflowFailed, Time: e.clock.Now(),
 			Data: mustMarshal(&eventData{Failure: f})}},
-		Close: &store.CloseRun{Status: store.StatusFailed, Failure: mustJSON(f)},
+		Close: cl,
 		Now:   e.clock.Now(),
 	})
 	if err != nil {

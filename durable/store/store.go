@@ -60,7 +60,33 @@ const (
 	StatusFailed     RunStatus = "failed"
 	StatusCanceled   RunStatus = "canceled"
 	StatusTerminated RunStatus = "terminated"
+	// StatusContinuedAsNew: the run closed and handed over to a new run of
+	// the same workflow ID (see ContinueAsNew); its Result holds the new
+	// run's ID.
+	StatusContinuedAsNew RunStatus = "continued_as_new"
 )
+
+// ParentClosePolicy says what happens to a running child run when its
+// parent run closes.
+type ParentClosePolicy int
+
+const (
+	// ParentCloseTerminate terminates the child (and, by their own
+	// policies, its children).
+	ParentCloseTerminate ParentClosePolicy = iota
+	// ParentCloseRequestCancel asks the child to cancel.
+	ParentCloseRequestCancel
+	// ParentCloseAbandon leaves the child running.
+	ParentCloseAbandon
+)
+
+// ParentRef links a child run to the run that started it.
+type ParentRef struct {
+	RunID string
+	// Seq is the parent's command sequence number that started the child.
+	Seq         int64
+	ClosePolicy ParentClosePolicy
+}
 
 // Closed reports whether s is a final status.
 func (s RunStatus) Closed() bool { return s != StatusRunning && s != "" }
@@ -94,6 +120,8 @@ type Run struct {
 	HistoryBytes int64  // sum of len(Event.Data) over the history
 	// CancelRequested is set once RequestCancel succeeded.
 	CancelRequested bool
+	// Parent is set for a child run (and for the runs it continued as).
+	Parent *ParentRef
 	// LastTaskFailure is the error of the latest failed workflow task, if any
 	// (for example a panic with its stack); cleared by a successful task.
 	LastTaskFailure string
@@ -152,6 +180,61 @@ type CreateRunParams struct {
 	// Eager, when set, leases the new run's first workflow task to the
 	// caller (CreateRunResult.Task). Ignored when no run is created.
 	Eager *EagerLease
+	// Parent makes the run a child of another run (honoured for
+	// ChildStart; CreateRun may refuse it): when it closes, the
+	// CloseRun.ParentItem (or TerminateParams.ParentItem) of its closing
+	// write goes to the parent's inbox, and when the parent closes, the
+	// child's ClosePolicy is applied to it.
+	Parent *ParentRef
+	// Timers are started with the run (an execution timeout, say).
+	Timers []Timer
+}
+
+// ChildStart starts a child run when a workflow task commits.
+type ChildStart struct {
+	// Run is created as by CreateRun (Eager is ignored; Parent must be
+	// set). If the workflow ID has a running run, or the reuse policy
+	// refuses, no run is created and FailedItem is written to the
+	// committing run's own inbox instead.
+	Run        CreateRunParams
+	FailedItem NewInboxItem
+}
+
+// ExternalRequest delivers an item to another run when a workflow task
+// commits: a signal, or a cancel request.
+type ExternalRequest struct {
+	// WorkflowID designates the target: the workflow ID's running run.
+	WorkflowID string
+	// Item is written to the target's inbox.
+	Item NewInboxItem
+	// Cancel marks the target and its activity tasks cancel-requested as
+	// RequestCancel does (an already cancel-requested run gets no second
+	// item).
+	Cancel bool
+	// DoneItem is written to the committing run's own inbox when the
+	// target was found running, FailedItem when it was not.
+	DoneItem, FailedItem NewInboxItem
+}
+
+// ChildrenClose is what a closing run does to its running children, by
+// each child's ParentClosePolicy: terminate them (TerminateEvent appended
+// to their history, TerminateFailure as their failure) or write
+// CancelItem to their inbox as RequestCancel does.
+type ChildrenClose struct {
+	TerminateEvent   Event
+	TerminateFailure []byte
+	CancelItem       NewInboxItem
+}
+
+// ContinueAsNew closes a run and starts its successor in the same write.
+type ContinueAsNew struct {
+	// Run is the new run: same workflow ID, created whatever the reuse
+	// policy (Eager is ignored). It inherits the closing run's Parent.
+	Run CreateRunParams
+	// CarryInboxTypes lists the inbox item types (signals) that arrived
+	// after the task's claim and move to the new run instead of being
+	// dropped.
+	CarryInboxTypes []string
 }
 
 // CreateRunResult says which run the workflow ID now designates.
@@ -227,6 +310,15 @@ type CloseRun struct {
 	Status  RunStatus
 	Result  []byte
 	Failure []byte
+	// ParentItem is written to the parent's inbox if the run has a running
+	// parent. Ignored for StatusContinuedAsNew.
+	ParentItem *NewInboxItem
+	// Children, when set, is applied to the run's running children.
+	// Ignored for StatusContinuedAsNew: the successor keeps them.
+	Children *ChildrenClose
+	// ContinueAsNew is required with StatusContinuedAsNew and ignored
+	// otherwise.
+	ContinueAsNew *ContinueAsNew
 }
 
 // CompleteWorkflowTaskParams commits a workflow task atomically.
@@ -266,6 +358,13 @@ type CompleteWorkflowTaskParams struct {
 	// Close is set.
 	EagerActivities []int64
 	EagerOwner      string // as ClaimParams.Owner
+	// StartChildren are created (see ChildStart). When Close is set they
+	// are created before the close applies the children's close policy,
+	// and a failed start is not reported.
+	StartChildren []ChildStart
+	// External requests are delivered (see ExternalRequest); when Close is
+	// set, without their done or failed items.
+	External []ExternalRequest
 }
 
 // CompleteWorkflowTaskResult reports what happened to the task.
@@ -335,8 +434,9 @@ type CompleteActivityWithWorkflowTaskParams struct {
 	// is not written to the inbox: Workflow.Events already holds it. Its
 	// Eager field is ignored.
 	Activity CompleteActivityTaskParams
-	// Workflow is committed as by CompleteWorkflowTask, except that there is
-	// no lease to check: its Token and InboxUpTo are ignored, and instead
+	// Workflow is committed as by CompleteWorkflowTask (it must not start
+	// children, make external requests or continue as new), except that
+	// there is no lease to check: its Token and InboxUpTo are ignored, and instead
 	// the run must be idle — running, with no workflow task row (so its
 	// inbox is empty and no one holds or awaits a workflow task) and with
 	// exactly ExpectedHistoryLen events. Otherwise the call returns
@@ -404,6 +504,9 @@ type TerminateParams struct {
 	Event   Event // ID is assigned by the store
 	Failure []byte
 	Now     time.Time
+	// ParentItem and Children as in CloseRun.
+	ParentItem *NewInboxItem
+	Children   *ChildrenClose
 }
 
 // ListRunsParams filters runs; the zero value lists the newest runs.

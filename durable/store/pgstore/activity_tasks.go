@@ -277,6 +277,9 @@ func (s *Store) CompleteActivityWithWorkflowTask(ctx context.Context, p store.Co
 	if wp.RunID != ap.RunID {
 		return fail(fmt.Errorf("the workflow task is of run %q", wp.RunID))
 	}
+	if needsTask(&wp) {
+		return fail(errNeedsTask)
+	}
 	var result store.CompleteWorkflowTaskResult
 	b := &pgx.Batch{}
 	queueActivityDone(b, lockRunForUpdateSQL, ap)

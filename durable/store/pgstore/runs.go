@@ -16,7 +16,8 @@ import (
 
 // runColumns are the columns runRow scans, in its order.
 const runColumns = `seq, run_id, workflow_id, workflow_type, task_queue, status, input, result, failure,
-	history_len, history_bytes, cancel_requested, last_task_failure, created_at, updated_at, closed_at`
+	history_len, history_bytes, cancel_requested, last_task_failure, created_at, updated_at, closed_at,
+	parent_run_id, parent_seq, parent_close_policy`
 
 // runRow is a row of runColumns being scanned.
 type runRow struct {
@@ -25,13 +26,17 @@ type runRow struct {
 	status           string
 	created, updated int64
 	closed           *int64
+	parent           *string
+	parentSeq        int64
+	parentPolicy     int32
 }
 
 // dest returns the scan destinations of runColumns.
 func (r *runRow) dest() []any {
 	return []any{&r.seq, &r.run.RunID, &r.run.WorkflowID, &r.run.WorkflowType, &r.run.TaskQueue, &r.status,
 		&r.run.Input, &r.run.Result, &r.run.Failure, &r.run.HistoryLen, &r.run.HistoryBytes,
-		&r.run.CancelRequested, &r.run.LastTaskFailure, &r.created, &r.updated, &r.closed}
+		&r.run.CancelRequested, &r.run.LastTaskFailure, &r.created, &r.updated, &r.closed,
+		&r.parent, &r.parentSeq, &r.parentPolicy}
 }
 
 // value returns the scanned run.
@@ -40,6 +45,9 @@ func (r *runRow) value() store.Run {
 	run.Status = store.RunStatus(r.status)
 	run.Input, run.Result, run.Failure = bytesOrNil(run.Input), bytesOrNil(run.Result), bytesOrNil(run.Failure)
 	run.CreatedAt, run.UpdatedAt, run.ClosedAt = fromNanos(r.created), fromNanos(r.updated), fromNullNanos(r.closed)
+	if r.parent != nil {
+		run.Parent = &store.ParentRef{RunID: *r.parent, Seq: r.parentSeq, ClosePolicy: store.ParentClosePolicy(r.parentPolicy)}
+	}
 	return run
 }
 
@@ -125,6 +133,9 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 	if p.RunID == "" || p.WorkflowID == "" {
 		return store.CreateRunResult{}, errors.New("pgstore: create run: RunID and WorkflowID are required")
 	}
+	if p.Parent != nil {
+		return store.CreateRunResult{}, errors.New("pgstore: create run: a child run is started by its parent's commit (ChildStart)")
+	}
 	now := nowOr(p.Now)
 	ev := p.StartEvent
 	var token string
@@ -162,6 +173,7 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 		if p.Eager == nil {
 			b.Queue(notifyWorkflowTaskSQL, s.channel, p.RunID, nanos(now))
 		}
+		s.queueRunTimers(b, p.RunID, p.Timers, now)
 		if err := s.send(ctx, b); err != nil {
 			if errors.Is(err, store.ErrWorkflowIDInUse) {
 				return store.CreateRunResult{}, fmt.Errorf("pgstore: create run for workflow %s: %w", p.WorkflowID, err)
@@ -500,6 +512,7 @@ func (s *Store) Terminate(ctx context.Context, p store.TerminateParams) error {
 	b.Queue(terminateSQL, p.RunID, p.Failure, int64(len(p.Event.Data)), nanos(now),
 		p.Event.Type, nanos(orTime(p.Event.Time, now)), p.Event.Data)
 	b.Queue(deleteRunTasksSQL, p.RunID)
+	s.queueFamily(b, p.RunID, p.ParentItem, p.Children, now)
 	if err := s.send(ctx, b); err != nil {
 		return fmt.Errorf("pgstore: terminate run %s: %w", p.RunID, err)
 	}

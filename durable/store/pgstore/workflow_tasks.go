@@ -341,8 +341,15 @@ func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, no
 		b.Queue(insertEventsSQL, p.RunID, ids, types, times, datas)
 	}
 	if c := p.Close; c != nil {
+		if err := queueBeforeClose(b, &p); err != nil {
+			return err
+		}
 		b.Queue(closeRunSQL, p.RunID, int64(n), size, tnow, string(c.Status), c.Result, c.Failure)
 		b.Queue(deleteRunTasksSQL, p.RunID)
+		// What the last task started or sent still happens; the children's
+		// close policy then applies to what it started.
+		s.queueChildren(b, &p, now)
+		s.queueAfterClose(b, p.RunID, c, now)
 		return nil
 	}
 	b.Queue(commitRunSQL, p.RunID, int64(n), size, tnow)
@@ -368,6 +375,7 @@ func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, no
 	if len(p.CancelActivities) > 0 {
 		b.Queue(cancelActivitiesSQL, p.RunID, p.CancelActivities)
 	}
+	s.queueChildren(b, &p, now)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keelhq/keel/durable/store"
 )
@@ -23,11 +24,17 @@ func scanRun(sc scanner) (store.Run, error) {
 		created, updated       int64
 		closed                 sql.NullInt64
 		input, result, failure []byte
+		parent                 sql.NullString
+		parentSeq, policy      int64
 	)
 	err := sc.Scan(&r.RunID, &r.WorkflowID, &r.WorkflowType, &r.TaskQueue, &status, &input, &result, &failure,
-		&r.HistoryLen, &r.HistoryBytes, &cancel, &r.LastTaskFailure, &created, &updated, &closed)
+		&r.HistoryLen, &r.HistoryBytes, &cancel, &r.LastTaskFailure, &created, &updated, &closed,
+		&parent, &parentSeq, &policy)
 	if err != nil {
 		return store.Run{}, err
+	}
+	if parent.Valid {
+		r.Parent = &store.ParentRef{RunID: parent.String, Seq: parentSeq, ClosePolicy: store.ParentClosePolicy(policy)}
 	}
 	r.Status = store.RunStatus(status)
 	r.Input, r.Result, r.Failure = bytesOrNil(input), bytesOrNil(result), bytesOrNil(failure)
@@ -51,52 +58,8 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 	}
 	var res store.CreateRunResult
 	err := s.write(ctx, func(t *tx) error {
-		latest, err := scanRun(t.queryRow(s.q.latestRun, p.WorkflowID))
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return err
-		case latest.Status == store.StatusRunning:
-			res = store.CreateRunResult{Run: latest}
-			return nil
-		case p.ReusePolicy == store.RejectDuplicate,
-			p.ReusePolicy == store.AllowDuplicateFailedOnly && latest.Status == store.StatusCompleted:
-			return fmt.Errorf("sqlitestore: create run for workflow %s (latest run %s %s): %w",
-				p.WorkflowID, latest.RunID, latest.Status, store.ErrWorkflowIDInUse)
-		}
-		ev := p.StartEvent
-		evTime := orTime(ev.Time, now)
-		size := int64(len(ev.Data))
-		if _, err := t.exec(s.q.insertRun, p.RunID, p.WorkflowID, p.WorkflowType, p.TaskQueue, blob(p.Input),
-			size, nanos(now), nanos(now)); err != nil {
-			return err
-		}
-		if _, err := t.exec(s.q.insertEvent, p.RunID, 1, ev.Type, nanos(evTime), blob(ev.Data)); err != nil {
-			return err
-		}
-		run := store.Run{
-			RunID:        p.RunID,
-			WorkflowID:   p.WorkflowID,
-			WorkflowType: p.WorkflowType,
-			TaskQueue:    p.TaskQueue,
-			Status:       store.StatusRunning,
-			Input:        bytesOrNil(p.Input),
-			HistoryLen:   1,
-			HistoryBytes: size,
-			CreatedAt:    fromNanos(nanos(now)),
-			UpdatedAt:    fromNanos(nanos(now)),
-		}
-		res = store.CreateRunResult{Created: true, Run: run}
-		if e := p.Eager; e != nil {
-			task := &store.WorkflowTask{Run: run, Token: newToken(), Attempt: 1}
-			if _, err := t.exec(s.q.insertLeasedTask, p.RunID, p.TaskQueue, nanos(e.LeaseUntil), e.Owner,
-				task.Token); err != nil {
-				return err
-			}
-			res.Task = task
-			return nil
-		}
-		_, err = t.exec(s.q.insertWorkflowTask, p.RunID, p.TaskQueue, nanos(now))
+		var err error
+		res, err = s.createRun(t, &p, now, false)
 		return err
 	})
 	if err != nil {
@@ -106,6 +69,74 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 		return store.CreateRunResult{}, fmt.Errorf("sqlitestore: create run %s: %w", p.RunID, err)
 	}
 	return res, nil
+}
+
+// createRun writes a run as CreateRun does, in t. With successor, the
+// run continues a run of the same workflow ID that t has just closed: the
+// reuse policy is not consulted.
+func (s *Store) createRun(t *tx, p *store.CreateRunParams, now time.Time, successor bool) (store.CreateRunResult, error) {
+	latest, err := scanRun(t.queryRow(s.q.latestRun, p.WorkflowID))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return store.CreateRunResult{}, err
+	case latest.Status == store.StatusRunning:
+		return store.CreateRunResult{Run: latest}, nil
+	case successor:
+	case p.ReusePolicy == store.RejectDuplicate,
+		p.ReusePolicy == store.AllowDuplicateFailedOnly && latest.Status == store.StatusCompleted:
+		return store.CreateRunResult{}, fmt.Errorf("sqlitestore: create run for workflow %s (latest run %s %s): %w",
+			p.WorkflowID, latest.RunID, latest.Status, store.ErrWorkflowIDInUse)
+	}
+	ev := p.StartEvent
+	evTime := orTime(ev.Time, now)
+	size := int64(len(ev.Data))
+	var (
+		parentRunID  any
+		parentSeq    int64
+		parentPolicy int64
+	)
+	if pr := p.Parent; pr != nil {
+		parentRunID, parentSeq, parentPolicy = pr.RunID, pr.Seq, int64(pr.ClosePolicy)
+	}
+	if _, err := t.exec(s.q.insertRun, p.RunID, p.WorkflowID, p.WorkflowType, p.TaskQueue, blob(p.Input),
+		size, nanos(now), nanos(now), parentRunID, parentSeq, parentPolicy); err != nil {
+		return store.CreateRunResult{}, err
+	}
+	if _, err := t.exec(s.q.insertEvent, p.RunID, 1, ev.Type, nanos(evTime), blob(ev.Data)); err != nil {
+		return store.CreateRunResult{}, err
+	}
+	for _, tm := range p.Timers {
+		if _, err := t.exec(s.q.insertTimer, p.RunID, tm.Seq, nanos(orTime(tm.FireAt, now)), p.TaskQueue,
+			tm.Item.Type, blob(tm.Item.Data)); err != nil {
+			return store.CreateRunResult{}, err
+		}
+	}
+	run := store.Run{
+		RunID:        p.RunID,
+		WorkflowID:   p.WorkflowID,
+		WorkflowType: p.WorkflowType,
+		TaskQueue:    p.TaskQueue,
+		Status:       store.StatusRunning,
+		Input:        bytesOrNil(p.Input),
+		HistoryLen:   1,
+		HistoryBytes: size,
+		Parent:       p.Parent,
+		CreatedAt:    fromNanos(nanos(now)),
+		UpdatedAt:    fromNanos(nanos(now)),
+	}
+	res := store.CreateRunResult{Created: true, Run: run}
+	if e := p.Eager; e != nil {
+		task := &store.WorkflowTask{Run: run, Token: newToken(), Attempt: 1}
+		if _, err := t.exec(s.q.insertLeasedTask, p.RunID, p.TaskQueue, nanos(e.LeaseUntil), e.Owner,
+			task.Token); err != nil {
+			return store.CreateRunResult{}, err
+		}
+		res.Task = task
+		return res, nil
+	}
+	_, err = t.exec(s.q.insertWorkflowTask, p.RunID, p.TaskQueue, nanos(now))
+	return res, err
 }
 
 // GetRun returns a run by run ID.
@@ -342,16 +373,21 @@ func (s *Store) runClosedOrMissing(t *tx, runID string, ifRunning error) error {
 func (s *Store) Terminate(ctx context.Context, p store.TerminateParams) error {
 	now := nowOr(p.Now)
 	err := s.write(ctx, func(t *tx) error {
-		var id int64
-		err := t.queryRow(s.q.terminateRun, p.RunID, blob(p.Failure), int64(len(p.Event.Data)), nanos(now)).Scan(&id)
+		parent, err := parentOf(t, p.RunID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return s.runClosedOrMissing(t, p.RunID, nil)
 		}
 		if err != nil {
 			return err
 		}
-		_, err = t.exec(s.q.insertEvent, p.RunID, id, p.Event.Type, nanos(orTime(p.Event.Time, now)), blob(p.Event.Data))
-		return err
+		err = s.terminateTx(t, p.RunID, p.Event, p.Failure, now)
+		if errors.Is(err, sql.ErrNoRows) {
+			return s.runClosedOrMissing(t, p.RunID, nil)
+		}
+		if err != nil {
+			return err
+		}
+		return s.closeFamily(t, parent, p.ParentItem, p.Children, p.RunID, now)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlitestore: terminate run %s: %w", p.RunID, err)

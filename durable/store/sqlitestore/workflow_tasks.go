@@ -247,6 +247,9 @@ func newWorkflowCommit(p *store.CompleteWorkflowTaskParams) (*workflowCommit, er
 	if p.Close != nil && !p.Close.Status.Closed() {
 		return nil, fmt.Errorf("close status %q is not final", p.Close.Status)
 	}
+	if p.Close != nil && p.Close.Status == store.StatusContinuedAsNew && p.Close.ContinueAsNew == nil {
+		return nil, errors.New("close status continued_as_new needs ContinueAsNew")
+	}
 	return c, nil
 }
 
@@ -264,6 +267,11 @@ func (s *Store) commitWorkflowTask(t *tx, c *workflowCommit, idle bool) (store.C
 	var token any = p.Token
 	if idle {
 		token = nil
+	}
+	if cl := p.Close; cl != nil && cl.Status == store.StatusContinuedAsNew {
+		if err := prepareContinue(t, p); err != nil {
+			return res, err
+		}
 	}
 	var row *sql.Row
 	if cl := p.Close; cl != nil {
@@ -290,7 +298,15 @@ func (s *Store) commitWorkflowTask(t *tx, c *workflowCommit, idle bool) (store.C
 		}
 	}
 	if p.Close != nil {
-		return res, nil
+		// What the last task started or sent still happens; the children's
+		// close policy then applies to what it started.
+		if err := s.startChildren(t, p, now); err != nil {
+			return res, err
+		}
+		if err := s.deliverExternal(t, p, now); err != nil {
+			return res, err
+		}
+		return res, s.afterClose(t, p.RunID, p.Close, now)
 	}
 	if p.InboxUpTo > 0 && !idle {
 		if _, err := t.exec(s.q.deleteInbox, p.RunID, p.InboxUpTo); err != nil {
@@ -335,6 +351,12 @@ func (s *Store) commitWorkflowTask(t *tx, c *workflowCommit, idle bool) (store.C
 		if _, err := t.exec(s.q.cancelActivity, p.RunID, seq); err != nil {
 			return res, err
 		}
+	}
+	if err := s.startChildren(t, p, now); err != nil {
+		return res, err
+	}
+	if err := s.deliverExternal(t, p, now); err != nil {
+		return res, err
 	}
 	if idle {
 		return res, nil
