@@ -25,6 +25,7 @@ const (
 	EventChildWorkflowFailed      = "ChildWorkflowFailed"
 	EventExternalRequestDone      = "ExternalRequestDone"
 	EventExternalRequestFailed    = "ExternalRequestFailed"
+	EventUpdateAccepted           = "UpdateAccepted"
 
 	// Commands.
 	EventActivityScheduled       = "ActivityScheduled"
@@ -39,6 +40,7 @@ const (
 	EventChildWorkflowInitiated  = "ChildWorkflowInitiated"
 	EventExternalSignalInitiated = "ExternalSignalInitiated"
 	EventExternalCancelInitiated = "ExternalCancelInitiated"
+	EventUpdateCompleted         = "UpdateCompleted"
 
 	// Written by the client, outside any workflow task.
 	EventWorkflowTerminated = "WorkflowTerminated"
@@ -50,7 +52,7 @@ func isCommand(typ string) bool {
 	case EventActivityScheduled, EventActivityCancelRequested, EventTimerStarted,
 		EventTimerCanceled, EventMarkerRecorded, EventWorkflowCompleted,
 		EventWorkflowFailed, EventWorkflowCanceled, EventWorkflowContinuedAsNew, EventChildWorkflowInitiated,
-		EventExternalSignalInitiated, EventExternalCancelInitiated:
+		EventExternalSignalInitiated, EventExternalCancelInitiated, EventUpdateCompleted:
 		return true
 	}
 	return false
@@ -76,6 +78,7 @@ type eventData struct {
 	// start event.
 	ParentRunID      string `json:"parent_run_id,omitempty"`
 	ParentWorkflowID string `json:"parent_workflow_id,omitempty"`
+	UpdateID         string `json:"update_id,omitempty"`
 }
 
 func mustMarshal(d *eventData) []byte {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/keelhq/keel/durable/store"
 )
 
 // ErrUnknownQuery: the run has no query handler of that name.
@@ -43,9 +45,29 @@ func (e *Engine) Query(ctx context.Context, workflowID, name string, args json.R
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", name, e.runErr(err, workflowID))
 	}
+	var out []byte
+	err = e.withRunState(ctx, r, func(rs *runState) error {
+		handler := rs.queries[name]
+		if handler == nil {
+			return fmt.Errorf("%w: %q has none", ErrUnknownQuery, workflowID)
+		}
+		var err error
+		out, err = rs.callQuery(handler, args)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// withRunState runs fn, which must only read, on the run's state as of its
+// last committed workflow task: from this process's cache, or else
+// replayed from the history.
+func (e *Engine) withRunState(ctx context.Context, r store.Run, fn func(rs *runState) error) error {
 	def := e.workflowDef(r.WorkflowType)
 	if def == nil {
-		return nil, fmt.Errorf("query %s: %w: %q", name, ErrUnknownWorkflow, r.WorkflowType)
+		return fmt.Errorf("%w: %q", ErrUnknownWorkflow, r.WorkflowType)
 	}
 	rs := e.cache.take(r.RunID)
 	if rs != nil && rs.historyLen != r.HistoryLen {
@@ -55,12 +77,12 @@ func (e *Engine) Query(ctx context.Context, workflowID, name string, args json.R
 	if rs == nil {
 		events, err := e.store.History(ctx, r.RunID, 0)
 		if err != nil {
-			return nil, fmt.Errorf("query %s: load history: %w", name, err)
+			return fmt.Errorf("load history: %w", err)
 		}
 		rs = newRunState(e, def, r)
 		if err := rs.replay(events); err != nil {
 			rs.close()
-			return nil, fmt.Errorf("query %s: replay: %w", name, err)
+			return fmt.Errorf("replay: %w", err)
 		}
 		rs.resetOutput() // a run whose first task never committed issued commands here; they are dropped
 		defer rs.close()
@@ -76,11 +98,7 @@ func (e *Engine) Query(ctx context.Context, workflowID, name string, args json.R
 			}
 		}()
 	}
-	handler := rs.queries[name]
-	if handler == nil {
-		return nil, fmt.Errorf("query %s of %q: %w", name, workflowID, ErrUnknownQuery)
-	}
-	return rs.callQuery(handler, args)
+	return fn(rs)
 }
 
 // callQuery runs a handler with the run read-only.

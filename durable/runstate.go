@@ -65,6 +65,7 @@ type runState struct {
 	signals           map[string][][]byte
 	patches           map[string]bool // change ID → Patch's answer in this run
 	queries           map[string]func(args []byte) ([]byte, error)
+	updates           map[string]*updateHandler
 	// readOnly is set while a query handler runs; any workflow call that
 	// would change the run panics (and readOnlyViolated is set).
 	readOnly         bool
@@ -96,6 +97,7 @@ func newRunState(e *Engine, def *workflowDef, run store.Run) *runState {
 		signals:           map[string][][]byte{},
 		patches:           map[string]bool{},
 		queries:           map[string]func([]byte) ([]byte, error){},
+		updates:           map[string]*updateHandler{},
 	}
 	rs.ctx = &wfContext{rs: rs, log: slog.New(&replayHandler{rs: rs, h: e.logger.Handler()}).With(
 		"workflow_id", run.WorkflowID, "run_id", run.RunID, "workflow_type", run.WorkflowType)}
@@ -283,6 +285,8 @@ func (rs *runState) applyInput(ev store.Event) error {
 			}
 			resolve(err)
 		}
+	case EventUpdateAccepted:
+		rs.applyUpdate(d)
 	case EventWorkflowTimedOut:
 		// The execution timeout closes the run without running its code.
 		if rs.closeRun == nil {

@@ -1,5 +1,3 @@
-// Package durabletest helps test code that runs on the durable engine: a
-// fake clock that moves only when the test says so.
 package durabletest
 
 import (
