@@ -108,9 +108,31 @@
 // 10,240 events or 10 MiB logs a warning, and past 51,200 events or 50 MiB the
 // run fails with ErrHistoryTooLarge. See Limits to change them.
 //
+// # Children, continue-as-new and updates
+//
+// A workflow starts another as its child with Workflow.StartChild or
+// RunChild: the child runs on its own task queue with its own history, its
+// failure reaches the parent as a *ChildWorkflowError, and its
+// ParentClosePolicy decides what happens to it when the parent closes
+// first. SignalExternal and RequestCancelExternal reach any running
+// workflow by ID. A workflow that runs for months returns
+// Workflow.ContinueAsNew to hand over to a fresh run with a short history
+// (ContinueAsNewSuggested says when). SetUpdateHandler lets clients change a
+// running workflow with Engine.Update: validated first, recorded once,
+// answered durably.
+//
+// # Cancellation
+//
+// Engine.Cancel asks a run to cancel: blocking calls return ErrCanceled,
+// and activities and children are treated by their CancellationType. Work
+// started with WithoutCancel(ctx) runs regardless, for clean-up.
+//
 // # Testing
 //
-// Package durabletest provides a fake Clock: with Config.Test.Clock set to
-// it, a workflow that sleeps for days completes as soon as the test advances
-// the clock.
+// Package durabletest runs workflows in tests: an Env is an engine on a
+// temporary SQLite file with a fake clock that skips ahead to the next
+// timer whenever every run waits for time, with activity stubs and
+// assertions on history. A Replayer replays exported histories against the
+// current code and reports non-determinism; `keel replay` does the same
+// from the command line, for CI before a deploy.
 package durable

@@ -186,6 +186,10 @@ type failure struct {
 // before the next attempt, such as a rate limit's Retry-After.
 type retryAfterError interface{ RetryAfter() time.Duration }
 
+// errorTyper is implemented by errors that name their own type for the
+// stored failure (ApplicationError.Type) instead of their Go type.
+type errorTyper interface{ ErrorType() string }
+
 // nonRetryableMarker is implemented by errors that know whether retrying
 // can help; NonRetryable() true stops the activity's retries.
 type nonRetryableMarker interface{ NonRetryable() bool }
@@ -203,6 +207,10 @@ func toFailure(err error) *failure {
 	var marker nonRetryableMarker
 	if errors.As(err, &marker) && marker.NonRetryable() {
 		f.NonRetryable = true
+	}
+	var typed errorTyper
+	if errors.As(err, &typed) {
+		f.Type = typed.ErrorType()
 	}
 	var ra retryAfterError
 	if errors.As(err, &ra) {

@@ -24,6 +24,7 @@ type badRequest struct{}
 
 func (badRequest) Error() string      { return "bad request" }
 func (badRequest) NonRetryable() bool { return true }
+func (badRequest) ErrorType() string  { return "api.bad_request" }
 
 func TestErrorsChooseRetryDelayAndRetryability(t *testing.T) {
 	t.Parallel()
@@ -68,5 +69,10 @@ func TestErrorsChooseRetryDelayAndRetryability(t *testing.T) {
 		_, err = h.Result(ctx)
 		require.ErrorContains(t, err, "bad request")
 		require.Equal(t, int32(1), refused.Load())
+		// The error named its own type for the stored failure.
+		var ae *durable.ApplicationError
+		require.ErrorAs(t, err, &ae)
+		require.NotNil(t, ae.Cause)
+		require.Equal(t, "api.bad_request", ae.Cause.Type)
 	})
 }
