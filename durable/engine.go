@@ -44,6 +44,10 @@ const (
 
 // Config configures an Engine. The zero value is valid.
 type Config struct {
+	// Codec, when set, transforms every payload and failure message before
+	// it reaches the store, and back: compression, encryption (package
+	// durable/codec). Optional; default none (plain JSON).
+	Codec Codec
 	// CacheSize is how many runs are kept in memory between workflow tasks,
 	// so that a task need not replay the history. Optional; default 1000;
 	// negative disables the cache (every task replays).
@@ -118,7 +122,8 @@ func (c *Config) WithDefaults() *Config {
 // activities, the client that starts and inspects runs, and the workers that
 // execute them, all over one Store.
 type Engine struct {
-	store  store.Store
+	store  store.Store // with Config.Codec applied
+	raw    store.Store // as given to New
 	cfg    *Config
 	clock  Clock
 	logger *slog.Logger
@@ -147,8 +152,13 @@ func New(st store.Store, cfg *Config) (*Engine, error) {
 	if _, ok := st.(retainer); cfg.Retention > 0 && !ok {
 		return nil, fmt.Errorf("durable: New: Config.Retention is set but %T cannot delete closed runs", st)
 	}
+	raw := st
+	if cfg.Codec != nil {
+		st = &codecStore{Store: st, c: cfg.Codec}
+	}
 	e := &Engine{
 		store:      st,
+		raw:        raw,
 		cfg:        cfg,
 		clock:      cfg.Test.Clock,
 		logger:     cfg.Logger,
@@ -163,7 +173,9 @@ func New(st store.Store, cfg *Config) (*Engine, error) {
 	return e, nil
 }
 
-// Store returns the engine's store.
+// Store returns the engine's store as the engine uses it: with
+// Config.Codec, if set, applied, so that payloads read through it are
+// decoded.
 func (e *Engine) Store() store.Store { return e.store }
 
 // Register adds workflows and activities. It fails on an empty or duplicate

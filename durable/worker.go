@@ -98,7 +98,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		go func() { defer wg.Done(); w.pollWorkflowTasks(runCtx) }()
 		go func() { defer wg.Done(); w.pollActivities(runCtx) }()
 	}
-	if n, ok := e.store.(notifier); ok {
+	if n, ok := e.raw.(notifier); ok {
 		ch := n.Notifications(runCtx)
 		wg.Add(1)
 		go func() {
@@ -868,7 +868,7 @@ type retainer interface {
 
 // applyRetention deletes the runs closed longer than Config.Retention ago.
 func (e *Engine) applyRetention(ctx context.Context, now time.Time) {
-	r, ok := e.store.(retainer)
+	r, ok := e.raw.(retainer)
 	if !ok {
 		return
 	}
