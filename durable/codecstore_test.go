@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -161,7 +162,8 @@ func exerciseCodec(t *testing.T, st store.Store, dump rawDump) {
 	panicky := durable.NewWorkflow("panicky", func(ctx durable.Context, card string) (string, error) {
 		panic("cannot handle " + card)
 	})
-	e, err := durable.New(st, &durable.Config{Codec: testCodec(t), PollInterval: 50 * time.Millisecond})
+	e, err := durable.New(st, &durable.Config{Codec: testCodec(t), PollInterval: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	require.NoError(t, err)
 	e.MustRegister(charge, pay, panicky)
 	e.NewWorker(nil)

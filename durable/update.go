@@ -92,7 +92,7 @@ func (e *Engine) Update(ctx context.Context, workflowID, name string, args json.
 		return nil, fmt.Errorf("update %s: %w", name, e.runErr(err, workflowID))
 	}
 	// An update the run already answered is answered again.
-	if out, done, err := e.updateOutcome(ctx, r.RunID, o.UpdateID, 0); done || err != nil {
+	if out, done, _, err := e.updateOutcome(ctx, r.RunID, o.UpdateID, 0); done || err != nil {
 		return out, err
 	}
 	if r.Status.Closed() {
@@ -129,22 +129,20 @@ func (e *Engine) awaitUpdate(ctx context.Context, runID, updateID string) (json.
 	var after int64
 	wait := 5 * time.Millisecond
 	for {
-		out, done, err := e.updateOutcome(ctx, runID, updateID, after)
-		if done || err != nil {
-			return out, err
-		}
+		// The run is read before its history, so that a run seen closed
+		// has all its events in the history read next.
 		r, err := e.store.GetRun(ctx, runID)
 		if err != nil {
 			return nil, e.runErr(err, runID)
 		}
+		out, done, last, err := e.updateOutcome(ctx, runID, updateID, after)
+		if done || err != nil {
+			return out, err
+		}
 		if r.Status.Closed() {
-			// Its last events may hold the answer.
-			if out, done, err := e.updateOutcome(ctx, runID, updateID, after); done || err != nil {
-				return out, err
-			}
 			return nil, fmt.Errorf("update %s: %w: the run closed before answering", updateID, ErrRunClosed)
 		}
-		after = r.HistoryLen
+		after = last
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -155,29 +153,31 @@ func (e *Engine) awaitUpdate(ctx context.Context, runID, updateID string) (json.
 }
 
 // updateOutcome looks for the answer of an update in the history after
-// event ID after.
-func (e *Engine) updateOutcome(ctx context.Context, runID, updateID string, after int64) (json.RawMessage, bool, error) {
+// event ID after; last is the ID of the last event read.
+func (e *Engine) updateOutcome(ctx context.Context, runID, updateID string, after int64) (out json.RawMessage, done bool, last int64, err error) {
 	events, err := e.store.History(ctx, runID, after)
 	if err != nil {
-		return nil, false, fmt.Errorf("update %s: %w", updateID, e.runErr(err, runID))
+		return nil, false, after, fmt.Errorf("update %s: %w", updateID, e.runErr(err, runID))
 	}
+	last = after
 	for _, ev := range events {
+		last = ev.ID
 		if ev.Type != EventUpdateCompleted {
 			continue
 		}
 		d, err := unmarshalEvent(ev.Data)
 		if err != nil {
-			return nil, false, err
+			return nil, false, last, err
 		}
 		if d.UpdateID != updateID {
 			continue
 		}
 		if d.Failure != nil {
-			return nil, true, fmt.Errorf("update %s: %w", d.Name, d.Failure.toError())
+			return nil, true, last, fmt.Errorf("update %s: %w", d.Name, d.Failure.toError())
 		}
-		return d.Result, true, nil
+		return d.Result, true, last, nil
 	}
-	return nil, false, nil
+	return nil, false, last, nil
 }
 
 // callValidator runs a validator with the run read-only.
