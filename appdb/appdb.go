@@ -136,7 +136,13 @@ func (db *DB) Migrate(ctx context.Context, name string, fsys fs.FS) error {
 	dialect := goose.DialectSQLite3
 	if db.Dialect == Postgres {
 		dialect = goose.DialectPostgres
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(lockID(name)))
+		// The tables live in the connection's schema: migrations of the
+		// same package into different schemas need not wait for each other.
+		var schema string
+		if err := db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+			return fmt.Errorf("appdb: %s migrations: %w", name, err)
+		}
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(lockID(schema + "." + name)))
 		if err != nil {
 			return fmt.Errorf("appdb: %s migrations: %w", name, err)
 		}
