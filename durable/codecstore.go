@@ -188,6 +188,12 @@ func (s *codecStore) encWorkflowCommit(p store.CompleteWorkflowTaskParams) (stor
 			if can.Run, err = s.encCreate(can.Run); err != nil {
 				return p, err
 			}
+			can.Inbox = append([]store.NewInboxItem(nil), can.Inbox...)
+			for i := range can.Inbox {
+				if err := s.encAll(&can.Inbox[i].Data); err != nil {
+					return p, err
+				}
+			}
 			cl.ContinueAsNew = &can
 		}
 		p.Close = &cl

@@ -257,7 +257,7 @@ func (s Signal[T]) TryReceive(ctx Context) (v T, ok bool, err error) {
 		return v, false, nil
 	}
 	rs.signals[s.name] = q[1:]
-	v, err = decode[T](q[0])
+	v, err = decode[T](q[0].payload)
 	return v, true, err
 }
 

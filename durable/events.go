@@ -79,6 +79,9 @@ type eventData struct {
 	ParentRunID      string `json:"parent_run_id,omitempty"`
 	ParentWorkflowID string `json:"parent_workflow_id,omitempty"`
 	UpdateID         string `json:"update_id,omitempty"`
+	// More marks an input that is not the last of the batch its workflow
+	// task applied before running the workflow's code.
+	More bool `json:"more,omitempty"`
 }
 
 func mustMarshal(d *eventData) []byte {

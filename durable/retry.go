@@ -40,7 +40,7 @@ func (e *Engine) retryWrite(ctx context.Context, what string, op func() error) e
 }
 
 func isFinalStoreError(err error) bool {
-	return errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrRunClosed) || errors.Is(err, store.ErrRunBusy) ||
+	return errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrRunClosed) || errors.Is(err, store.ErrRunBusy) || errors.Is(err, store.ErrInboxPending) ||
 		errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrWorkflowIDInUse) ||
 		errors.Is(err, context.Canceled)
 }

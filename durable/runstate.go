@@ -54,6 +54,7 @@ type runState struct {
 	startChildren    []store.ChildStart
 	externalReqs     []store.ExternalRequest
 	closeRun         *store.CloseRun
+	search           searchState // search attributes, with this task's upsert
 
 	pendingActivities map[int64]func(result []byte, f *failure, attempt int)
 	pendingTimers     map[int64]func(err error)
@@ -61,8 +62,9 @@ type runState struct {
 	pendingExternal   map[int64]func(err error)
 	activityCancel    map[int64]CancellationType // non-default cancellation types
 	detachedTimers    map[int64]bool
-	children          int // children started, ever
-	signals           map[string][][]byte
+	children          int                         // children started, ever
+	signals           map[string][]bufferedSignal // received, not yet taken by the code
+	signalCount       int64
 	patches           map[string]bool // change ID → Patch's answer in this run
 	queries           map[string]func(args []byte) ([]byte, error)
 	updates           map[string]*updateHandler
@@ -87,6 +89,7 @@ func newRunState(e *Engine, def *workflowDef, run store.Run) *runState {
 		},
 		def:               def,
 		parent:            run.Parent,
+		search:            newSearchState(run),
 		d:                 newDispatcher(e.cfg.DeadlockTimeout),
 		pendingChildren:   map[int64]*pendingChild{},
 		pendingExternal:   map[int64]func(error){},
@@ -94,7 +97,7 @@ func newRunState(e *Engine, def *workflowDef, run store.Run) *runState {
 		detachedTimers:    map[int64]bool{},
 		pendingActivities: map[int64]func([]byte, *failure, int){},
 		pendingTimers:     map[int64]func(error){},
-		signals:           map[string][][]byte{},
+		signals:           map[string][]bufferedSignal{},
 		patches:           map[string]bool{},
 		queries:           map[string]func([]byte) ([]byte, error){},
 		updates:           map[string]*updateHandler{},
@@ -116,6 +119,7 @@ func (rs *runState) resetOutput() {
 	rs.cancelActivities = nil
 	rs.startChildren = nil
 	rs.externalReqs = nil
+	rs.search.upsert = nil
 }
 
 // appendEvent adds an event to this task's output.
@@ -219,6 +223,9 @@ func (rs *runState) replay(events []store.Event) error {
 			break
 		}
 		rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
+		// An input marked "more" is followed by the rest of its batch; a
+		// history that ends on one is a run that closed mid-batch, whose
+		// task ran the coroutines no further.
 		if err := rs.applyInput(ev); err != nil {
 			return err
 		}
@@ -229,11 +236,19 @@ func (rs *runState) replay(events []store.Event) error {
 // applyInbox moves inbox items into history, applying each in turn. It stops
 // once the run closes.
 func (rs *runState) applyInbox(items []store.InboxItem) error {
-	for _, it := range items {
+	for i, it := range items {
 		if rs.closeRun != nil {
 			return nil
 		}
-		ev := rs.appendEvent(it.Type, it.Data, it.Time)
+		data := it.Data
+		more := i < len(items)-1
+		if more {
+			var err error
+			if data, err = markMore(data); err != nil {
+				return err
+			}
+		}
+		ev := rs.appendEvent(it.Type, data, it.Time)
 		rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
 		rs.lastApplied = it.ID
 		if err := rs.applyInput(ev); err != nil {
@@ -243,13 +258,48 @@ func (rs *runState) applyInbox(items []store.InboxItem) error {
 	return nil
 }
 
-// applyInput delivers one input event and runs the coroutines until all are
-// blocked.
-func (rs *runState) applyInput(ev store.Event) error {
-	d, err := unmarshalEvent(ev.Data)
+// markMore records in an input event's data that more inputs of the same
+// batch follow it.
+func markMore(data []byte) ([]byte, error) {
+	d, err := unmarshalEvent(data)
 	if err != nil {
+		return nil, err
+	}
+	d.More = true
+	return mustMarshal(d), nil
+}
+
+// applyInput delivers one input event and, unless more inputs of the same
+// batch follow it, runs the coroutines until all are blocked.
+func (rs *runState) applyInput(ev store.Event) error {
+	more, err := rs.deliver(ev)
+	if err != nil || more {
 		return err
 	}
+	return rs.runCoroutines()
+}
+
+// runCoroutines runs the workflow's coroutines until all are blocked,
+// unless the run has closed.
+func (rs *runState) runCoroutines() error {
+	if rs.closeRun != nil {
+		return nil
+	}
+	return rs.d.runUntilBlocked()
+}
+
+// deliver applies one input event to the run's state — resolves a
+// future, queues a signal, spawns an update's coroutine — without running
+// the coroutines. more reports that the event was recorded as not the last
+// of its batch: the inputs a workflow task applies together before its
+// code runs, so that the code sees all of them (a signal that arrived with
+// others is handled before the workflow decides to return).
+func (rs *runState) deliver(ev store.Event) (more bool, err error) {
+	d, err := unmarshalEvent(ev.Data)
+	if err != nil {
+		return false, err
+	}
+	more = d.More
 	rs.now = ev.Time
 	switch ev.Type {
 	case EventWorkflowStarted:
@@ -266,10 +316,11 @@ func (rs *runState) applyInput(ev store.Event) error {
 			resolve(nil)
 		}
 	case EventSignalReceived:
-		rs.signals[d.Name] = append(rs.signals[d.Name], d.Input)
+		rs.signalCount++
+		rs.signals[d.Name] = append(rs.signals[d.Name], bufferedSignal{order: rs.signalCount, payload: d.Input})
 	case EventCancelRequested:
 		if err := rs.requestCancel(); err != nil {
-			return err
+			return more, err
 		}
 	case EventChildWorkflowCompleted, EventChildWorkflowFailed, EventChildWorkflowStartFailed:
 		if c := rs.pendingChildren[d.Seq]; c != nil {
@@ -290,11 +341,10 @@ func (rs *runState) applyInput(ev store.Event) error {
 	case EventWorkflowTimedOut:
 		// The execution timeout closes the run without running its code.
 		if rs.closeRun == nil {
-			return rs.closeWith(nil, &TimeoutError{Kind: "WorkflowExecution"})
+			return more, rs.closeWith(nil, &TimeoutError{Kind: "WorkflowExecution"})
 		}
-		return nil
 	}
-	return rs.d.runUntilBlocked()
+	return more, nil
 }
 
 // startMain spawns the workflow function as the run's first coroutine.
@@ -351,14 +401,19 @@ func (rs *runState) closeWith(result []byte, err error) error {
 				Run: store.CreateRunParams{
 					RunID: next, WorkflowID: rs.info.WorkflowID, WorkflowType: can.WorkflowType,
 					TaskQueue: rs.info.TaskQueue, Input: can.Input, Now: now,
+					SearchAttributes: rs.search.current(), Memo: rs.search.memo,
 					StartEvent: store.Event{Type: EventWorkflowStarted, Time: now, Data: mustMarshal(&eventData{
 						Name: can.WorkflowType, WorkflowID: rs.info.WorkflowID, TaskQueue: rs.info.TaskQueue,
 						Input: can.Input, Reason: "continued from run " + rs.info.RunID, FireAt: rs.deadline,
 					})},
 				},
 				CarryInboxTypes: []string{EventSignalReceived},
+				Inbox:           rs.unreceivedSignals(),
 			}}
 	} else {
+		// Signals and updates that arrive while this task runs reach the
+		// code before the run may close.
+		cl.RefuseIfInbox = []string{EventSignalReceived, EventUpdateAccepted}
 		cl.ParentItem = parentItem(rs.parent, cl)
 		if rs.children > 0 {
 			cl.Children = childrenClose(rs.e.clock.Now())
@@ -369,6 +424,33 @@ func (rs *runState) closeWith(result []byte, err error) error {
 	}
 	rs.closeRun = cl
 	return nil
+}
+
+// bufferedSignal is a received signal that the code has not taken yet.
+type bufferedSignal struct {
+	order   int64 // arrival order among all signals of the run
+	payload []byte
+}
+
+// unreceivedSignals returns the signals the run received but its code did
+// not take, in arrival order, as inbox items for a successor.
+func (rs *runState) unreceivedSignals() []store.NewInboxItem {
+	type named struct {
+		name string
+		bufferedSignal
+	}
+	var all []named
+	for name, q := range rs.signals {
+		for _, b := range q {
+			all = append(all, named{name, b})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].order < all[j].order })
+	items := make([]store.NewInboxItem, len(all))
+	for i, s := range all {
+		items[i] = store.NewInboxItem{Type: EventSignalReceived, Data: mustMarshal(&eventData{Name: s.name, Input: s.payload})}
+	}
+	return items
 }
 
 // parentItem is the inbox item that tells a child's parent how it closed;

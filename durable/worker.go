@@ -375,6 +375,16 @@ func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask) {
 	}
 	err := w.commitTask(ctx, rs, p, e.store.CompleteWorkflowTask)
 	switch {
+	case errors.Is(err, store.ErrInboxPending):
+		// Signals arrived while the run was closing: run the task again at
+		// once, from history, with them in its inbox.
+		now := e.clock.Now()
+		if err := e.store.FailWorkflowTask(ctx, store.FailWorkflowTaskParams{
+			RunID: t.Run.RunID, Token: t.Token, RetryAt: now, Now: now,
+		}); err != nil {
+			e.logger.Error("release workflow task", "run_id", t.Run.RunID, "error", err)
+		}
+		e.notifyQueue(t.Run.TaskQueue)
 	case errors.Is(err, store.ErrLeaseLost):
 		e.logger.Warn("workflow task lease lost; another worker took over", "run_id", t.Run.RunID)
 	case err != nil:
@@ -397,6 +407,8 @@ func (w *Worker) taskParams(rs *runState, token string, expectedLen int64) store
 		StartChildren:      rs.startChildren,
 		External:           rs.externalReqs,
 		Now:                w.e.clock.Now(),
+
+		UpsertSearchAttributes: rs.search.upsertJSON(),
 	}
 }
 

@@ -44,6 +44,10 @@ var (
 	ErrWorkflowIDInUse = errors.New("workflow ID already used")
 	// ErrSchemaTooNew: the database was migrated by a newer version of Keel.
 	ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+	// ErrInboxPending: a workflow task's close was refused because items
+	// of the types in CloseRun.RefuseIfInbox arrived after its claim;
+	// nothing was written, and the task is still leased to its caller.
+	ErrInboxPending = errors.New("inbox items arrived after the claim")
 	// ErrRunBusy: CompleteActivityWithWorkflowTask found the run not idle
 	// (it has a workflow task, leased or runnable, or its history moved);
 	// nothing was written.
@@ -125,9 +129,14 @@ type Run struct {
 	// LastTaskFailure is the error of the latest failed workflow task, if any
 	// (for example a panic with its stack); cleared by a successful task.
 	LastTaskFailure string
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
-	ClosedAt        time.Time // zero while running
+	// SearchAttributes are the run's current search attributes, a JSON
+	// object of SearchValues (see there); nil when it has none.
+	SearchAttributes []byte
+	// Memo is the run's memo as given when it was created; nil when none.
+	Memo      []byte
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	ClosedAt  time.Time // zero while running
 }
 
 // Event is one entry of a run's history. ID is its 1-based position.
@@ -188,6 +197,14 @@ type CreateRunParams struct {
 	Parent *ParentRef
 	// Timers are started with the run (an execution timeout, say).
 	Timers []Timer
+	// SearchAttributes are the run's initial search attributes, a JSON
+	// object of SearchValues (see there), by which ListRuns filters; nil
+	// for none. The store fails the call with ErrInvalidSearch, writing
+	// nothing, when it cannot read them.
+	SearchAttributes []byte
+	// Memo is stored with the run and returned as Run.Memo, as is: it is
+	// not indexed.
+	Memo []byte
 }
 
 // ChildStart starts a child run when a workflow task commits.
@@ -229,11 +246,16 @@ type ChildrenClose struct {
 // ContinueAsNew closes a run and starts its successor in the same write.
 type ContinueAsNew struct {
 	// Run is the new run: same workflow ID, created whatever the reuse
-	// policy (Eager is ignored). It inherits the closing run's Parent.
+	// policy (Eager is ignored). It inherits the closing run's Parent;
+	// its search attributes and memo are Run's own (the engine passes on
+	// the closing run's).
 	Run CreateRunParams
-	// CarryInboxTypes lists the inbox item types (signals) that arrived
-	// after the task's claim and move to the new run instead of being
-	// dropped.
+	// Inbox is written to the new run's inbox first (signals the closing
+	// run received but did not take).
+	Inbox []NewInboxItem
+	// CarryInboxTypes lists the inbox item types (signals) that the
+	// closing task did not apply (ID > InboxUpTo) and that follow Inbox
+	// into the new run's inbox, in order, instead of being dropped.
 	CarryInboxTypes []string
 }
 
@@ -319,6 +341,11 @@ type CloseRun struct {
 	// ContinueAsNew is required with StatusContinuedAsNew and ignored
 	// otherwise.
 	ContinueAsNew *ContinueAsNew
+	// RefuseIfInbox lists inbox item types (signals, updates) whose
+	// arrival after the task's claim (ID > InboxUpTo) makes the commit
+	// fail with ErrInboxPending, so that the workflow sees them before it
+	// closes.
+	RefuseIfInbox []string
 }
 
 // CompleteWorkflowTaskParams commits a workflow task atomically.
@@ -365,6 +392,12 @@ type CompleteWorkflowTaskParams struct {
 	// External requests are delivered (see ExternalRequest); when Close is
 	// set, without their done or failed items.
 	External []ExternalRequest
+	// UpsertSearchAttributes, when set, changes the run's search
+	// attributes (Close or not): a JSON object of SearchValues whose keys
+	// are set to their value, or removed when the value is null. The
+	// commit fails with ErrInvalidSearch, writing nothing, when the store
+	// cannot read it.
+	UpsertSearchAttributes []byte
 }
 
 // CompleteWorkflowTaskResult reports what happened to the task.
@@ -509,11 +542,20 @@ type TerminateParams struct {
 	Children   *ChildrenClose
 }
 
-// ListRunsParams filters runs; the zero value lists the newest runs.
+// ListRunsParams filters runs; the zero value lists the newest runs. Every
+// filter set must match.
 type ListRunsParams struct {
 	WorkflowID   string
 	WorkflowType string
 	Status       RunStatus
+	// CreatedAfter and CreatedBefore, when set, keep the runs created
+	// strictly after and strictly before them.
+	CreatedAfter, CreatedBefore time.Time
+	// SearchAttributes keep the runs whose search attributes match every
+	// filter. The store answers them from an index, and fails with
+	// ErrInvalidSearch on a filter it cannot read (see
+	// SearchFilter.Condition).
+	SearchAttributes []SearchFilter
 	// Cursor: runs created before this one (by creation order), from a
 	// previous page's NextCursor.
 	Cursor string

@@ -16,7 +16,7 @@ import (
 // writes the failure item ($15, $16) to the parent's own inbox instead.
 // The parent's workflow task is leased by the committing transaction, which
 // finds the item and requeues the task. The child's task queue is notified
-// on channel $17.
+// on channel $17. Its search attributes and memo are $18 and $19.
 const startChildSQL = `
 WITH running AS (
 	SELECT 1 FROM keel_runs WHERE workflow_id = $2 AND status = 'running'
@@ -28,8 +28,9 @@ WITH running AS (
 		OR ($7::int = 1 AND (SELECT status FROM latest) <> 'completed')) AS ok
 ), created AS (
 	INSERT INTO keel_runs (run_id, workflow_id, workflow_type, task_queue, status, input,
-		history_len, history_bytes, created_at, updated_at, parent_run_id, parent_seq, parent_close_policy)
-	SELECT $1, $2, $3, $4, 'running', $5, 1, $8, $6, $6, $12, $13, $14 FROM allowed WHERE ok
+		history_len, history_bytes, created_at, updated_at, parent_run_id, parent_seq, parent_close_policy,
+		search_attributes, memo)
+	SELECT $1, $2, $3, $4, 'running', $5, 1, $8, $6, $6, $12, $13, $14, $18::jsonb, $19::bytea FROM allowed WHERE ok
 	ON CONFLICT (workflow_id) WHERE status = 'running' DO NOTHING
 	RETURNING run_id, task_queue
 ), event AS (
@@ -86,30 +87,59 @@ var (
 )
 
 // notifyParentSQL writes an item ($3, $4) at $2 to the inbox of the
-// running parent of run $1 and makes its workflow task runnable.
+// running parent of run $1 and makes its workflow task runnable. The
+// parent's row is share-locked first, as signalSQL does, so that a parent
+// closing at the same moment is seen closed: otherwise the item would
+// recreate the workflow task that the parent's close just deleted, a task
+// of a closed run.
 var notifyParentSQL = `
 WITH target AS (
-	SELECT p.run_id, p.task_queue FROM keel_runs c JOIN keel_runs p ON p.run_id = c.parent_run_id
-	WHERE c.run_id = $1 AND p.status = 'running'
+	SELECT run_id, task_queue FROM keel_runs
+	WHERE run_id = (SELECT parent_run_id FROM keel_runs WHERE run_id = $1) AND status = 'running'
+	FOR SHARE
 ), ` + strings.TrimPrefix(wakeRun(2, 3, 4, 5), "\n") + `
 SELECT count(*) FROM notified`
+
+// doomedChildren is the recursive CTE of run $1's running children with
+// policy terminate (0), and theirs in turn: the runs its close
+// terminates.
+const doomedChildren = `
+WITH RECURSIVE doomed AS (
+	SELECT run_id FROM keel_runs WHERE parent_run_id = $1 AND status = 'running' AND parent_close_policy = 0
+	UNION
+	SELECT r.run_id FROM keel_runs r JOIN doomed d ON r.parent_run_id = d.run_id
+	WHERE r.status = 'running' AND r.parent_close_policy = 0
+)`
+
+// lockChildrenSQL locks the running runs that closeChildrenSQL changes:
+// those it terminates, and those with policy request-cancel (1) under run
+// $1 or under one it terminates. It runs as a statement of its own, before
+// closeChildrenSQL, and waits for any commit that holds one of them, such
+// as a child closing or continuing as new at the same moment.
+// closeChildrenSQL then takes its snapshot after that commit: it sees the
+// child closed (and leaves it alone) and its successor, which is now the
+// closing run's child, running. Without the wait, a child closed
+// meanwhile would be closed a second time, and its successor left running.
+var lockChildrenSQL = doomedChildren + `
+SELECT count(*) FROM (
+	SELECT 1 FROM keel_runs
+	WHERE status = 'running' AND parent_close_policy IN (0, 1)
+		AND (parent_run_id = $1 OR parent_run_id IN (SELECT run_id FROM doomed))
+	FOR NO KEY UPDATE
+) locked`
 
 // closeChildrenSQL applies the parent close policy of run $1's running
 // children at $4: those with policy terminate (0), and theirs in turn,
 // are closed as terminated with failure $2 and the event ($5, $6, $7)
 // (whose data is $3 bytes) appended, and their tasks, timers and inbox
 // deleted; those with policy request-cancel (1) under run $1 or under a
-// terminated run are marked cancel-requested with the item ($8, $9).
-var closeChildrenSQL = `
-WITH RECURSIVE doomed AS (
-	SELECT run_id FROM keel_runs WHERE parent_run_id = $1 AND status = 'running' AND parent_close_policy = 0
-	UNION
-	SELECT r.run_id FROM keel_runs r JOIN doomed d ON r.parent_run_id = d.run_id
-	WHERE r.status = 'running' AND r.parent_close_policy = 0
-), closed AS (
+// terminated run are marked cancel-requested with the item ($8, $9). It
+// runs after lockChildrenSQL; a run that is not running once its row is
+// locked (a successor that closed since it started, say) is left alone.
+var closeChildrenSQL = doomedChildren + `, closed AS (
 	UPDATE keel_runs SET status = 'terminated', failure = $2, history_len = history_len + 1,
 		history_bytes = history_bytes + $3, updated_at = $4, closed_at = $4
-	WHERE run_id IN (SELECT run_id FROM doomed)
+	WHERE run_id IN (SELECT run_id FROM doomed) AND status = 'running'
 	RETURNING run_id, history_len
 ), events AS (
 	INSERT INTO keel_events (run_id, id, type, time, data) SELECT run_id, history_len, $5, $6, $7 FROM closed
@@ -131,21 +161,37 @@ WITH RECURSIVE doomed AS (
 ), ` + strings.TrimPrefix(wakeRun(4, 8, 9, 10), "\n") + `
 SELECT count(*) FROM notified`
 
+// refuseCloseSQL stops a closing commit of run $1 when inbox items after
+// ID $2 of a type in $3 arrived after its claim (KL006).
+const refuseCloseSQL = `
+SELECT keel_raise('KL006', 'inbox items arrived after the claim')
+WHERE EXISTS (SELECT 1 FROM keel_inbox WHERE run_id = $1 AND id > $2 AND type = ANY($3::text[]))`
+
 // moveInboxSQL hands the inbox items of run $1 after ID $3 whose type is
 // in $4 to run $2.
-const moveInboxSQL = `UPDATE keel_inbox SET run_id = $2 WHERE run_id = $1 AND id > $3 AND type = ANY($4::text[])`
+const moveInboxSQL = `
+INSERT INTO keel_inbox (run_id, type, time, data)
+SELECT $2, type, time, data FROM keel_inbox WHERE run_id = $1 AND id > $3 AND type = ANY($4::text[]) ORDER BY id`
+
+// insertInboxSQL writes items ($3, $4 arrays) at $2 to run $1's inbox, in
+// order.
+const insertInboxSQL = `
+INSERT INTO keel_inbox (run_id, type, time, data)
+SELECT $1, t, $2, d FROM unnest($3::text[], $4::bytea[]) WITH ORDINALITY AS u(t, d, n) ORDER BY n`
 
 // successorSQL creates the successor ($2…$9) of run $1, which the same
 // transaction has just closed: same workflow ID, the closed run's parent
 // link and its running children, and a workflow task ready at $6 (notified
-// on channel $10).
+// on channel $10). Its search attributes and memo are $11 and $12.
 const successorSQL = `
 WITH old AS (
 	SELECT workflow_id, parent_run_id, parent_seq, parent_close_policy FROM keel_runs WHERE run_id = $1
 ), created AS (
 	INSERT INTO keel_runs (run_id, workflow_id, workflow_type, task_queue, status, input,
-		history_len, history_bytes, created_at, updated_at, parent_run_id, parent_seq, parent_close_policy)
-	SELECT $2, workflow_id, $3, $4, 'running', $5, 1, $7, $6, $6, parent_run_id, parent_seq, parent_close_policy
+		history_len, history_bytes, created_at, updated_at, parent_run_id, parent_seq, parent_close_policy,
+		search_attributes, memo)
+	SELECT $2, workflow_id, $3, $4, 'running', $5, 1, $7, $6, $6, parent_run_id, parent_seq, parent_close_policy,
+		$11::jsonb, $12::bytea
 	FROM old
 	RETURNING run_id, task_queue
 ), event AS (
@@ -169,12 +215,14 @@ func needsTask(p *store.CompleteWorkflowTaskParams) bool {
 }
 
 // queueChildren queues the child starts and external requests of a
-// commit. A closing run gets no answers in its own inbox.
+// commit. A closing run gets no answers in its own inbox. The children's
+// search attributes must have been read (checkCommitSearch).
 func (s *Store) queueChildren(b *pgx.Batch, p *store.CompleteWorkflowTaskParams, now time.Time) {
 	closing := p.Close != nil
 	tnow := nanos(now)
 	for _, c := range p.StartChildren {
 		r := c.Run
+		search, _ := parseSearch(r.SearchAttributes)
 		var parentSeq int64
 		var policy int32
 		if r.Parent != nil {
@@ -187,8 +235,9 @@ func (s *Store) queueChildren(b *pgx.Batch, p *store.CompleteWorkflowTaskParams,
 		}
 		b.Queue(startChildSQL, r.RunID, r.WorkflowID, r.WorkflowType, r.TaskQueue, r.Input, tnow,
 			int(r.ReusePolicy), int64(len(ev.Data)), ev.Type, nanos(orTime(ev.Time, now)), ev.Data,
-			p.RunID, parentSeq, policy, failed.Type, failed.Data, s.channel)
+			p.RunID, parentSeq, policy, failed.Type, failed.Data, s.channel, search.json, r.Memo)
 		s.queueRunTimers(b, r.RunID, r.Timers, now)
+		queueIndexSearch(b, r.RunID, search.attrs)
 	}
 	for _, x := range p.External {
 		query := signalExternalSQL
@@ -217,11 +266,22 @@ func (s *Store) queueRunTimers(b *pgx.Batch, runID string, timers []store.Timer,
 // its inbox: moving the items its successor takes over.
 func queueBeforeClose(b *pgx.Batch, p *store.CompleteWorkflowTaskParams) error {
 	cl := p.Close
+	if len(cl.RefuseIfInbox) > 0 {
+		b.Queue(refuseCloseSQL, p.RunID, p.InboxUpTo, cl.RefuseIfInbox)
+	}
 	if cl.Status != store.StatusContinuedAsNew {
 		return nil
 	}
 	if cl.ContinueAsNew == nil {
 		return errors.New("close status continued_as_new needs ContinueAsNew")
+	}
+	if items := cl.ContinueAsNew.Inbox; len(items) > 0 {
+		types := make([]string, len(items))
+		datas := make([][]byte, len(items))
+		for i, it := range items {
+			types[i], datas[i] = it.Type, it.Data
+		}
+		b.Queue(insertInboxSQL, cl.ContinueAsNew.Run.RunID, nanos(nowOr(p.Now)), types, datas)
 	}
 	if len(cl.ContinueAsNew.CarryInboxTypes) > 0 {
 		b.Queue(moveInboxSQL, p.RunID, cl.ContinueAsNew.Run.RunID, p.InboxUpTo, cl.ContinueAsNew.CarryInboxTypes)
@@ -237,9 +297,11 @@ func (s *Store) queueAfterClose(b *pgx.Batch, runID string, cl *store.CloseRun, 
 	if cl.Status == store.StatusContinuedAsNew {
 		r := cl.ContinueAsNew.Run
 		ev := r.StartEvent
+		search, _ := parseSearch(r.SearchAttributes) // read by checkCommitSearch
 		b.Queue(successorSQL, runID, r.RunID, r.WorkflowType, r.TaskQueue, r.Input, tnow,
-			int64(len(ev.Data)), ev.Type, ev.Data, s.channel)
+			int64(len(ev.Data)), ev.Type, ev.Data, s.channel, search.json, r.Memo)
 		s.queueRunTimers(b, r.RunID, r.Timers, now)
+		queueIndexSearch(b, r.RunID, search.attrs)
 		return
 	}
 	s.queueFamily(b, runID, cl.ParentItem, cl.Children, now)
@@ -254,6 +316,7 @@ func (s *Store) queueFamily(b *pgx.Batch, runID string, item *store.NewInboxItem
 	}
 	if cc != nil {
 		ev := cc.TerminateEvent
+		b.Queue(lockChildrenSQL, runID)
 		b.Queue(closeChildrenSQL, runID, cc.TerminateFailure, int64(len(ev.Data)), tnow,
 			ev.Type, nanos(orTime(ev.Time, now)), ev.Data, cc.CancelItem.Type, cc.CancelItem.Data, s.channel)
 	}

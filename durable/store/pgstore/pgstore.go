@@ -151,6 +151,7 @@ const (
 	codeRunClosed       = "KL003"
 	codeWorkflowIDInUse = "KL004"
 	codeRunBusy         = "KL005"
+	codeInboxPending    = "KL006"
 )
 
 // storeErr turns an error raised by keel_raise into the matching store
@@ -173,6 +174,8 @@ func storeErr(err error) error {
 		sentinel = store.ErrWorkflowIDInUse
 	case codeRunBusy:
 		sentinel = store.ErrRunBusy
+	case codeInboxPending:
+		sentinel = store.ErrInboxPending
 	default:
 		return err
 	}

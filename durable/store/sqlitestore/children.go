@@ -17,10 +17,36 @@ const (
 	runningByWorkflowIDSQL = `SELECT run_id FROM runs WHERE workflow_id = ? AND status = 'running'`
 	runningChildrenSQL     = `SELECT run_id, parent_close_policy FROM runs
 		WHERE parent_run_id = ? AND status = 'running' ORDER BY seq`
-	parentOfSQL     = `SELECT parent_run_id, parent_seq, parent_close_policy FROM runs WHERE run_id = ?`
-	moveInboxSQL    = `UPDATE inbox SET run_id = ?2 WHERE run_id = ?1 AND id > ?3 AND type IN (SELECT value FROM json_each(?4))`
+	parentOfSQL  = `SELECT parent_run_id, parent_seq, parent_close_policy FROM runs WHERE run_id = ?`
+	moveInboxSQL = `INSERT INTO inbox (run_id, type, time, data) SELECT ?2, type, time, data FROM inbox
+		WHERE run_id = ?1 AND id > ?3 AND type IN (SELECT value FROM json_each(?4)) ORDER BY id`
 	checkChildTypes = "a commit that starts children, makes external requests or continues as new needs a workflow task"
 )
+
+// pendingInboxSQL counts a run's inbox items after an ID whose type is in a
+// JSON list.
+const pendingInboxSQL = `SELECT count(*) FROM inbox WHERE run_id = ?1 AND id > ?2
+	AND type IN (SELECT value FROM json_each(?3))`
+
+// refuseClose returns store.ErrInboxPending when a closing commit must
+// let the workflow see inbox items that arrived after its claim.
+func refuseClose(t *tx, p *store.CompleteWorkflowTaskParams) error {
+	if len(p.Close.RefuseIfInbox) == 0 {
+		return nil
+	}
+	types, err := json.Marshal(p.Close.RefuseIfInbox)
+	if err != nil {
+		return err
+	}
+	var n int64
+	if err := t.tx.QueryRowContext(t.ctx, pendingInboxSQL, p.RunID, p.InboxUpTo, string(types)).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return store.ErrInboxPending
+	}
+	return nil
+}
 
 // execSQL runs an unprepared statement in t.
 func (t *tx) execSQL(query string, args ...any) (int64, error) {
@@ -125,6 +151,14 @@ func prepareContinue(t *tx, p *store.CompleteWorkflowTaskParams) error {
 	can := p.Close.ContinueAsNew
 	if can == nil {
 		return errors.New("close status continued_as_new needs ContinueAsNew")
+	}
+	// The successor's items are copied (new IDs, in order) before the
+	// close deletes the closing run's inbox.
+	for _, it := range can.Inbox {
+		if _, err := t.execSQL(`INSERT INTO inbox (run_id, type, time, data) VALUES (?, ?, ?, ?)`,
+			can.Run.RunID, it.Type, nanos(nowOr(p.Now)), blob(it.Data)); err != nil {
+			return err
+		}
 	}
 	if len(can.CarryInboxTypes) == 0 {
 		return nil

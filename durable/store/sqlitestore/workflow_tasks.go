@@ -225,9 +225,10 @@ func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkfl
 type workflowCommit struct {
 	p      *store.CompleteWorkflowTaskParams
 	now    time.Time
-	eager  map[int64]int // eagerPositions
-	size   int64         // bytes of p.Events' data
-	newLen int64         // history length after the commit
+	eager  map[int64]int                 // eagerPositions
+	size   int64                         // bytes of p.Events' data
+	newLen int64                         // history length after the commit
+	upsert map[string]*store.SearchValue // p.UpsertSearchAttributes, read
 }
 
 // newWorkflowCommit checks p before any write: its eager activities, its
@@ -250,6 +251,9 @@ func newWorkflowCommit(p *store.CompleteWorkflowTaskParams) (*workflowCommit, er
 	if p.Close != nil && p.Close.Status == store.StatusContinuedAsNew && p.Close.ContinueAsNew == nil {
 		return nil, errors.New("close status continued_as_new needs ContinueAsNew")
 	}
+	if c.upsert, err = store.ParseSearchUpsert(p.UpsertSearchAttributes); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -270,6 +274,11 @@ func (s *Store) commitWorkflowTask(t *tx, c *workflowCommit, idle bool) (store.C
 	}
 	if cl := p.Close; cl != nil && cl.Status == store.StatusContinuedAsNew {
 		if err := prepareContinue(t, p); err != nil {
+			return res, err
+		}
+	}
+	if p.Close != nil && !idle {
+		if err := refuseClose(t, p); err != nil {
 			return res, err
 		}
 	}
@@ -296,6 +305,9 @@ func (s *Store) commitWorkflowTask(t *tx, c *workflowCommit, idle bool) (store.C
 		if _, err := t.exec(s.q.insertEvent, p.RunID, ev.ID, ev.Type, nanos(orTime(ev.Time, now)), blob(ev.Data)); err != nil {
 			return res, err
 		}
+	}
+	if err := s.upsertSearch(t, p.RunID, c.upsert); err != nil {
+		return res, err
 	}
 	if p.Close != nil {
 		// What the last task started or sent still happens; the children's
