@@ -152,6 +152,7 @@ func New(st store.Store, cfg *Config) (*Engine, error) {
 	if _, ok := st.(retainer); cfg.Retention > 0 && !ok {
 		return nil, fmt.Errorf("durable: New: Config.Retention is set but %T cannot delete closed runs", st)
 	}
+	st = withFailpoints(st)
 	raw := st
 	if cfg.Codec != nil {
 		st = &codecStore{Store: st, c: cfg.Codec}
@@ -257,6 +258,11 @@ type RunInfo struct {
 	// LastTaskFailure is the error (with stack, for a panic) of the latest
 	// failed workflow task of a blocked run.
 	LastTaskFailure string `json:"last_task_failure,omitempty"`
+	// SearchAttributes are the run's current search attributes: string,
+	// []string, int64, float64, bool or time.Time values.
+	SearchAttributes map[string]any `json:"search_attributes,omitempty"`
+	// Memo is the run's memo, each value as JSON.
+	Memo map[string]json.RawMessage `json:"memo,omitempty"`
 	// Created is false when StartWorkflow returned a run that was already
 	// running under the same workflow ID.
 	Created bool `json:"-"`
@@ -275,6 +281,9 @@ func runInfo(r store.Run) RunInfo {
 		ClosedAt:        r.ClosedAt,
 		CancelRequested: r.CancelRequested,
 		LastTaskFailure: r.LastTaskFailure,
+
+		SearchAttributes: decodeSearchAttributes(r.SearchAttributes),
+		Memo:             decodeMemo(r.Memo),
 	}
 }
 
@@ -301,6 +310,14 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 	if o.TaskQueue == "" {
 		o.TaskQueue = "default"
 	}
+	search, err := encodeSearchAttributes(o.SearchAttributes)
+	if err != nil {
+		return RunInfo{}, fmt.Errorf("start %s: %w", name, err)
+	}
+	memo, err := e.encodeMemo(o.Memo)
+	if err != nil {
+		return RunInfo{}, fmt.Errorf("start %s: %w", name, err)
+	}
 	now := e.clock.Now()
 	runID := uuid.NewString()
 	// Eager dispatch: lease the first workflow task to a local worker.
@@ -321,9 +338,11 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 		StartEvent: store.Event{Type: EventWorkflowStarted, Time: now, Data: mustMarshal(&eventData{
 			Name: name, WorkflowID: o.ID, TaskQueue: o.TaskQueue, Input: input,
 		})},
-		ReusePolicy: o.IDReusePolicy,
-		Now:         now,
-		Eager:       eager,
+		ReusePolicy:      o.IDReusePolicy,
+		Now:              now,
+		Eager:            eager,
+		SearchAttributes: search,
+		Memo:             memo,
 	})
 	if w != nil {
 		if err == nil && res.Task != nil {
@@ -540,11 +559,18 @@ func (e *Engine) Terminate(ctx context.Context, workflowID, reason string) error
 	return nil
 }
 
-// ListOptions filter ListRuns. The zero value lists the newest runs.
+// ListOptions filter ListRuns. The zero value lists the newest runs; every
+// filter set must match.
 type ListOptions struct {
 	WorkflowID   string
 	WorkflowType string
 	Status       Status
+	// CreatedAfter and CreatedBefore, when set, keep the runs created
+	// strictly after and strictly before them.
+	CreatedAfter, CreatedBefore time.Time
+	// SearchAttributes keep the runs whose search attributes match every
+	// filter.
+	SearchAttributes []SearchFilter
 	// Cursor continues from a previous page's next cursor.
 	Cursor string
 	// Limit. Optional; default 100.
@@ -552,14 +578,20 @@ type ListOptions struct {
 }
 
 // ListRuns lists runs newest first; next is the cursor of the following
-// page, empty on the last.
+// page, empty on the last. A search filter that cannot be used fails with
+// ErrInvalidSearchAttribute.
 func (e *Engine) ListRuns(ctx context.Context, opts *ListOptions) (runs []RunInfo, next string, err error) {
 	o := ListOptions{}
 	if opts != nil {
 		o = *opts
 	}
+	filters, err := storeFilters(o.SearchAttributes)
+	if err != nil {
+		return nil, "", fmt.Errorf("list runs: %w", err)
+	}
 	res, err := e.store.ListRuns(ctx, store.ListRunsParams{
 		WorkflowID: o.WorkflowID, WorkflowType: o.WorkflowType, Status: o.Status, Cursor: o.Cursor, Limit: o.Limit,
+		CreatedAfter: o.CreatedAfter, CreatedBefore: o.CreatedBefore, SearchAttributes: filters,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("list runs: %w", err)
