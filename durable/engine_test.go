@@ -140,7 +140,7 @@ func TestActivityRetries(t *testing.T) {
 		var calls atomic.Int32
 		flaky := durable.NewActivity("flaky", func(ctx context.Context, _ string) (int, error) {
 			n := calls.Add(1)
-			if n <= 3 {
+			if n <= 4 {
 				return 0, fmt.Errorf("transient failure %d", n)
 			}
 			info, _ := durable.GetActivityInfo(ctx)
@@ -173,18 +173,18 @@ func TestActivityRetries(t *testing.T) {
 		require.NoError(t, err)
 		attempt, err := h.Result(ctx)
 		require.NoError(t, err)
-		require.Equal(t, 4, attempt)
+		require.Equal(t, 5, attempt)
 		atts, err := b.e.ActivityAttempts(ctx, h.RunID())
 		require.NoError(t, err)
-		require.Len(t, atts, 4)
-		for i, a := range atts[:3] {
+		require.Len(t, atts, 5, "every attempt is reported")
+		for i, a := range atts[:4] {
 			require.Equal(t, i+1, a.Attempt)
 			require.Equal(t, "failed", a.Outcome)
 			require.Equal(t, fmt.Sprintf("transient failure %d", i+1), a.Error)
 			wantDelay := 20 * time.Millisecond << i
 			require.GreaterOrEqual(t, atts[i+1].StartedAt.Sub(a.EndedAt), wantDelay, "delay before attempt %d", i+2)
 		}
-		require.Equal(t, "completed", atts[3].Outcome)
+		require.Equal(t, "completed", atts[4].Outcome)
 		// Retries do not grow the replay history: one scheduled, one completed.
 		types := eventTypes(t, b.e, h.RunID())
 		require.Equal(t, 1, countOf(types, durable.EventActivityScheduled))
