@@ -26,8 +26,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := rootCmd().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "keel:", err)
-		os.Exit(1)
+		os.Exit(reportError(os.Stderr, err)) // exit codes: exitcodes.go
 	}
 }
 
@@ -112,8 +111,7 @@ on as many machines, against one PostgreSQL database.`,
 			if err != nil {
 				return err
 			}
-			_, defs := demo.Definitions(cmd.OutOrStdout())
-			e.MustRegister(defs...)
+			e.MustRegister(knownDefinitionsTo(cmd.OutOrStdout())...)
 			e.NewWorker(&durable.WorkerOptions{TaskQueue: queue, MaxConcurrentWorkflowTasks: wfSlots, MaxConcurrentActivities: actSlots})
 			if err := e.Start(context.WithoutCancel(ctx)); err != nil {
 				return err

@@ -18,9 +18,14 @@ import (
 func init() { commands = append(commands, replayCmd) }
 
 // knownDefinitions returns every workflow and activity built into keel: the
-// code that `keel replay` checks histories against.
-func knownDefinitions() []durable.Definition {
-	_, defs := demo.Definitions(io.Discard)
+// code that `keel replay` checks histories against, and that `keel worker`
+// and `keel run` execute.
+func knownDefinitions() []durable.Definition { return knownDefinitionsTo(io.Discard) }
+
+// knownDefinitionsTo is knownDefinitions whose activities narrate what they
+// do to out, if they narrate at all.
+func knownDefinitionsTo(out io.Writer) []durable.Definition {
+	_, defs := demo.Definitions(out)
 	return defs
 }
 
