@@ -28,7 +28,9 @@ const groupsHelp = `Reviewer groups come from --groups FILE, a JSON object of ea
 members, or else from the environment variable KEEL_GROUPS holding the same
 JSON:
 
-  {"legal": ["lena", "lars"], "finance": ["fred", "fiona"]}`
+  {"legal": ["lena", "lars"], "finance": ["fred", "fiona"]}
+
+or else from KEEL_REVIEWERS as keel serve reads it: "legal=lena,lars;finance=fred".`
 
 // refusals name the reasons hitl refuses a decision, for the one-line
 // error of keel approve.
@@ -290,6 +292,13 @@ func loadGroups(cmd, file string) (hitl.Groups, error) {
 	if strings.TrimSpace(string(data)) == "" {
 		if file != "" {
 			return nil, usageErrorf("%s: --groups %s is empty", cmd, file)
+		}
+		if v := os.Getenv("KEEL_REVIEWERS"); v != "" {
+			g, err := parseReviewers(strings.Split(v, ";"))
+			if err != nil {
+				return nil, usageErrorf("%s: KEEL_REVIEWERS: %v", cmd, err)
+			}
+			return g, nil
 		}
 		return nil, nil
 	}

@@ -73,7 +73,8 @@ reviewer's identity. Without any key it serves loopback clients only, as the
 reviewer "local", and refuses to listen on another address.
 
 Reviewer groups for approvals are given with --reviewers group=member,member
-(repeatable, or KEEL_REVIEWERS="legal=lena,lars;finance=fred"). Review links are
+(repeatable, or KEEL_REVIEWERS="legal=lena,lars;finance=fred", or KEEL_GROUPS as JSON
+{"legal": ["lena", "lars"]}, as keel approve reads them). Review links are
 signed with KEEL_LINK_SECRET (at least 32 bytes); browser sessions with
 KEEL_SESSION_SECRET. Without them a random secret is used, and links and sessions
 end when the process does.`,
@@ -111,6 +112,16 @@ end when the process does.`,
 			if len(reviewers) == 0 {
 				if v := os.Getenv("KEEL_REVIEWERS"); v != "" {
 					reviewers = strings.Split(v, ";")
+				}
+			}
+			if len(reviewers) == 0 && os.Getenv(groupsEnv) != "" {
+				// The JSON form keel approve reads.
+				g, err := loadGroups("serve", "")
+				if err != nil {
+					return err
+				}
+				for name, members := range g {
+					reviewers = append(reviewers, name+"="+strings.Join(members, ","))
 				}
 			}
 			if len(reviewers) > 0 {
