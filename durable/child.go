@@ -72,6 +72,10 @@ type ChildOptions struct {
 	// waits for its outcome, TryCancel asks and returns at once, Abandon
 	// leaves the child alone.
 	CancellationType CancellationType
+	// SearchAttributes and Memo are the child's, as StartOptions'.
+	// Optional.
+	SearchAttributes map[string]any
+	Memo             map[string]any
 }
 
 // ChildWorkflowError is how a child workflow's failure reaches its parent:
@@ -120,6 +124,16 @@ func (w *Workflow[In, Out]) StartChild(ctx Context, in In, opts *ChildOptions) *
 		o = *opts
 	}
 	input, err := rs.e.encode(in)
+	if err != nil {
+		f.set(zero, fmt.Errorf("child workflow %s: %w", w.name, err))
+		return f
+	}
+	search, err := encodeSearchAttributes(o.SearchAttributes)
+	if err != nil {
+		f.set(zero, fmt.Errorf("child workflow %s: %w", w.name, err))
+		return f
+	}
+	memo, err := rs.e.encodeMemo(o.Memo)
 	if err != nil {
 		f.set(zero, fmt.Errorf("child workflow %s: %w", w.name, err))
 		return f
@@ -174,9 +188,11 @@ func (w *Workflow[In, Out]) StartChild(ctx Context, in In, opts *ChildOptions) *
 				Name: w.name, WorkflowID: d.WorkflowID, TaskQueue: o.TaskQueue, Input: input,
 				ParentRunID: rs.info.RunID, ParentWorkflowID: rs.info.WorkflowID, FireAt: deadlineOf(now, o.ExecutionTimeout),
 			})},
-			ReusePolicy: o.IDReusePolicy,
-			Now:         now,
-			Parent:      &store.ParentRef{RunID: rs.info.RunID, Seq: d.Seq, ClosePolicy: o.ParentClosePolicy},
+			ReusePolicy:      o.IDReusePolicy,
+			Now:              now,
+			Parent:           &store.ParentRef{RunID: rs.info.RunID, Seq: d.Seq, ClosePolicy: o.ParentClosePolicy},
+			SearchAttributes: search,
+			Memo:             memo,
 		}
 		if o.ExecutionTimeout > 0 {
 			p.Timers = executionTimers(now.Add(o.ExecutionTimeout))

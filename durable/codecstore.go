@@ -118,8 +118,20 @@ func (s *codecStore) encTimers(ts []store.Timer) ([]store.Timer, error) {
 }
 
 func (s *codecStore) encCreate(p store.CreateRunParams) (store.CreateRunParams, error) {
-	if err := s.encAll(&p.Input, &p.StartEvent.Data); err != nil {
+	if err := s.encAll(&p.Input, &p.StartEvent.Data, &p.Memo); err != nil {
 		return p, err
+	}
+	p.History = append([]store.Event(nil), p.History...)
+	for i := range p.History {
+		if err := s.encAll(&p.History[i].Data); err != nil {
+			return p, err
+		}
+	}
+	p.Inbox = append([]store.NewInboxItem(nil), p.Inbox...)
+	for i := range p.Inbox {
+		if err := s.encAll(&p.Inbox[i].Data); err != nil {
+			return p, err
+		}
 	}
 	var err error
 	p.Timers, err = s.encTimers(p.Timers)
@@ -127,7 +139,7 @@ func (s *codecStore) encCreate(p store.CreateRunParams) (store.CreateRunParams, 
 }
 
 func (s *codecStore) decRun(r *store.Run) error {
-	if err := s.decAll(&r.Input, &r.Result, &r.Failure); err != nil {
+	if err := s.decAll(&r.Input, &r.Result, &r.Failure, &r.Memo); err != nil {
 		return err
 	}
 	var err error

@@ -134,7 +134,7 @@ type Engine struct {
 	workflows  map[string]*workflowDef
 	activities map[string]*activityDef
 	workers    []*Worker
-	waiters    map[string][]chan struct{}
+	waiters    map[string][]chan *store.Run
 	queues     map[string]chan struct{} // wake-ups of local pollers by task queue
 	started    bool
 
@@ -166,7 +166,7 @@ func New(st store.Store, cfg *Config) (*Engine, error) {
 		limits:     cfg.Limits,
 		workflows:  map[string]*workflowDef{},
 		activities: map[string]*activityDef{},
-		waiters:    map[string][]chan struct{}{},
+		waiters:    map[string][]chan *store.Run{},
 		queues:     map[string]chan struct{}{},
 		wake:       make(chan struct{}, 1),
 	}
@@ -329,15 +329,16 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 	if w != nil {
 		eager = e.eagerLease()
 	}
+	start := store.Event{ID: 1, Type: EventWorkflowStarted, Time: now, Data: mustMarshal(&eventData{
+		Name: name, WorkflowID: o.ID, TaskQueue: o.TaskQueue, Input: input,
+	})}
 	res, err := e.store.CreateRun(ctx, store.CreateRunParams{
-		RunID:        runID,
-		WorkflowID:   o.ID,
-		WorkflowType: name,
-		TaskQueue:    o.TaskQueue,
-		Input:        input,
-		StartEvent: store.Event{Type: EventWorkflowStarted, Time: now, Data: mustMarshal(&eventData{
-			Name: name, WorkflowID: o.ID, TaskQueue: o.TaskQueue, Input: input,
-		})},
+		RunID:            runID,
+		WorkflowID:       o.ID,
+		WorkflowType:     name,
+		TaskQueue:        o.TaskQueue,
+		Input:            input,
+		StartEvent:       start,
 		ReusePolicy:      o.IDReusePolicy,
 		Now:              now,
 		Eager:            eager,
@@ -346,7 +347,7 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 	})
 	if w != nil {
 		if err == nil && res.Task != nil {
-			w.dispatchWorkflowTask(*res.Task)
+			w.dispatchNewRunTask(*res.Task, start)
 		} else {
 			<-w.wfSem
 		}
@@ -419,7 +420,10 @@ func (e *Engine) Result(ctx context.Context, runID string) (json.RawMessage, err
 			return runOutcome(r)
 		}
 		select {
-		case <-ch:
+		case closed := <-ch:
+			if closed != nil {
+				return runOutcome(*closed)
+			}
 		case <-time.After(e.cfg.PollInterval):
 			e.dropWaiter(runID, ch)
 		case <-ctx.Done():
@@ -555,7 +559,7 @@ func (e *Engine) Terminate(ctx context.Context, workflowID, reason string) error
 	if err != nil {
 		return fmt.Errorf("terminate: %w", e.runErr(err, workflowID))
 	}
-	e.notifyClosed(r.RunID)
+	e.notifyClosed(r.RunID, nil)
 	return nil
 }
 
@@ -656,16 +660,17 @@ func (e *Engine) ActivityAttempts(ctx context.Context, runID string) ([]Attempt,
 	return a, nil
 }
 
-// closeWaiter returns a channel closed when this process sees the run close.
-func (e *Engine) closeWaiter(runID string) chan struct{} {
-	ch := make(chan struct{})
+// closeWaiter returns a channel closed when this process sees the run
+// close; it first receives the closed run, when notifyClosed had it.
+func (e *Engine) closeWaiter(runID string) chan *store.Run {
+	ch := make(chan *store.Run, 1)
 	e.mu.Lock()
 	e.waiters[runID] = append(e.waiters[runID], ch)
 	e.mu.Unlock()
 	return ch
 }
 
-func (e *Engine) dropWaiter(runID string, ch chan struct{}) {
+func (e *Engine) dropWaiter(runID string, ch chan *store.Run) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ws := e.waiters[runID]
@@ -682,12 +687,18 @@ func (e *Engine) dropWaiter(runID string, ch chan struct{}) {
 	}
 }
 
-func (e *Engine) notifyClosed(runID string) {
+// notifyClosed wakes the run's waiters in this process. closed, when not
+// nil, is the run as its closing commit wrote it (status, result,
+// failure), which spares each waiter a read of the run.
+func (e *Engine) notifyClosed(runID string, closed *store.Run) {
 	e.mu.Lock()
 	ws := e.waiters[runID]
 	delete(e.waiters, runID)
 	e.mu.Unlock()
 	for _, ch := range ws {
+		if closed != nil {
+			ch <- closed // buffered: each waiter has its own channel
+		}
 		close(ch)
 	}
 }

@@ -26,6 +26,9 @@ const (
 	EventExternalRequestDone      = "ExternalRequestDone"
 	EventExternalRequestFailed    = "ExternalRequestFailed"
 	EventUpdateAccepted           = "UpdateAccepted"
+	// EventWorkflowReset starts a run made by Engine.Reset: the activities
+	// and timers its copied history left pending are scheduled again.
+	EventWorkflowReset = "WorkflowReset"
 
 	// Commands.
 	EventActivityScheduled       = "ActivityScheduled"
@@ -82,6 +85,9 @@ type eventData struct {
 	// More marks an input that is not the last of the batch its workflow
 	// task applied before running the workflow's code.
 	More bool `json:"more,omitempty"`
+	// ResetEventID, in a reset run's start event, is the last event copied
+	// from the run it was reset from.
+	ResetEventID int64 `json:"reset_event_id,omitempty"`
 }
 
 func mustMarshal(d *eventData) []byte {

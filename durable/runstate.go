@@ -62,12 +62,16 @@ type runState struct {
 	pendingExternal   map[int64]func(err error)
 	activityCancel    map[int64]CancellationType // non-default cancellation types
 	detachedTimers    map[int64]bool
-	children          int                         // children started, ever
-	signals           map[string][]bufferedSignal // received, not yet taken by the code
-	signalCount       int64
-	patches           map[string]bool // change ID → Patch's answer in this run
-	queries           map[string]func(args []byte) ([]byte, error)
-	updates           map[string]*updateHandler
+	// replayedTasks and replayedTimers are what replayed commands would
+	// have scheduled: a reset run schedules the pending ones again.
+	replayedTasks  map[int64]replayedTask
+	replayedTimers map[int64]time.Time
+	children       int                         // children started, ever
+	signals        map[string][]bufferedSignal // received, not yet taken by the code
+	signalCount    int64
+	patches        map[string]bool // change ID → Patch's answer in this run
+	queries        map[string]func(args []byte) ([]byte, error)
+	updates        map[string]*updateHandler
 	// readOnly is set while a query handler runs; any workflow call that
 	// would change the run panics (and readOnlyViolated is set).
 	readOnly         bool
@@ -95,6 +99,8 @@ func newRunState(e *Engine, def *workflowDef, run store.Run) *runState {
 		pendingExternal:   map[int64]func(error){},
 		activityCancel:    map[int64]CancellationType{},
 		detachedTimers:    map[int64]bool{},
+		replayedTasks:     map[int64]replayedTask{},
+		replayedTimers:    map[int64]time.Time{},
 		pendingActivities: map[int64]func([]byte, *failure, int){},
 		pendingTimers:     map[int64]func(error){},
 		signals:           map[string][]bufferedSignal{},
@@ -177,12 +183,22 @@ func (rs *runState) mustCommand(typ string, d *eventData) *eventData {
 // The start event is the one input written to history outside a workflow
 // task (by CreateRun). While it is the only event, no task has recorded any
 // command after it, so it is applied live: what the code issues is new.
+// Likewise the history a reset copies into a new run (Engine.Reset) ends
+// with an input whose task's commands were dropped: until the new run's
+// first task commits, that last input is applied live.
 func (rs *runState) replay(events []store.Event) error {
 	if len(events) == 1 && events[0].Type == EventWorkflowStarted {
 		rs.historyLen = events[0].ID
 		rs.historyBytes = int64(len(events[0].Data))
 		rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
 		return rs.applyInput(events[0])
+	}
+	liveFrom := int64(-1) // the ID from which inputs are applied live
+	if len(events) > 0 && events[0].Type == EventWorkflowStarted {
+		if d, err := unmarshalEvent(events[0].Data); err == nil && d.ResetEventID > 0 &&
+			d.ResetEventID == events[len(events)-1].ID {
+			liveFrom = d.ResetEventID
+		}
 	}
 	rs.replaying = true
 	defer func() { rs.replaying = false; rs.recorded = nil }()
@@ -223,6 +239,12 @@ func (rs *runState) replay(events []store.Event) error {
 			break
 		}
 		rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
+		if ev.ID == liveFrom {
+			if err := checkMatched(); err != nil {
+				return err
+			}
+			rs.replaying = false
+		}
 		// An input marked "more" is followed by the rest of its batch; a
 		// history that ends on one is a run that closed mid-batch, whose
 		// task ran the coroutines no further.
@@ -338,6 +360,10 @@ func (rs *runState) deliver(ev store.Event) (more bool, err error) {
 		}
 	case EventUpdateAccepted:
 		rs.applyUpdate(d)
+	case EventWorkflowReset:
+		if !rs.replaying {
+			rs.rescheduleAfterReset()
+		}
 	case EventWorkflowTimedOut:
 		// The execution timeout closes the run without running its code.
 		if rs.closeRun == nil {
@@ -547,9 +573,6 @@ func (rs *runState) requestCancel() error {
 // scheduleActivity issues an ActivityScheduled command.
 func (rs *runState) scheduleActivity(name string, input []byte, o ActivityOptions) int64 {
 	d := rs.mustCommand(EventActivityScheduled, &eventData{Name: name, Input: input, TaskQueue: o.TaskQueue})
-	if rs.replaying {
-		return d.Seq
-	}
 	now := rs.e.clock.Now()
 	t := store.ActivityTask{
 		RunID:            rs.info.RunID,
@@ -571,6 +594,11 @@ func (rs *runState) scheduleActivity(name string, input []byte, o ActivityOption
 	if o.ScheduleToCloseTimeout > 0 {
 		t.ScheduleToCloseDeadline = now.Add(o.ScheduleToCloseTimeout)
 	}
+	if rs.replaying {
+		// Kept in case a reset makes this run schedule it again.
+		rs.replayedTasks[d.Seq] = replayedTask{task: t, o: o}
+		return d.Seq
+	}
 	rs.activities = append(rs.activities, t)
 	return d.Seq
 }
@@ -581,6 +609,9 @@ func (rs *runState) startTimer(dur time.Duration, resolve func(error)) int64 {
 	fireAt := rs.e.clock.Now().Add(dur)
 	d := rs.mustCommand(EventTimerStarted, &eventData{Duration: dur, FireAt: &fireAt})
 	rs.pendingTimers[d.Seq] = resolve
+	if rs.replaying && d.FireAt != nil {
+		rs.replayedTimers[d.Seq] = *d.FireAt
+	}
 	if !rs.replaying {
 		rs.timers = append(rs.timers, store.Timer{
 			RunID:  rs.info.RunID,

@@ -244,7 +244,22 @@ type notifier interface {
 // holds a wfSem token, which is given back when the task is done. Once the
 // worker is stopping the task is not run: its lease expires and another
 // worker takes it.
-func (w *Worker) dispatchWorkflowTask(t store.WorkflowTask) {
+func (w *Worker) dispatchWorkflowTask(t store.WorkflowTask) { w.dispatchTask(t, nil) }
+
+// dispatchNewRunTask dispatches the first workflow task of a run this
+// process has just created (eagerly leased to it), whose history is start
+// alone, as written: the task starts from it instead of reading it back.
+func (w *Worker) dispatchNewRunTask(t store.WorkflowTask, start store.Event) {
+	var history []store.Event
+	if t.Run.HistoryLen == 1 && start.ID == 1 {
+		history = []store.Event{start}
+	}
+	w.dispatchTask(t, history)
+}
+
+// dispatchTask is dispatchWorkflowTask; history, when not nil, is the
+// run's whole history, already known to the caller.
+func (w *Worker) dispatchTask(t store.WorkflowTask, history []store.Event) {
 	if !w.track(&w.wfWG) {
 		<-w.wfSem
 		now := w.e.clock.Now()
@@ -255,7 +270,7 @@ func (w *Worker) dispatchWorkflowTask(t store.WorkflowTask) {
 	}
 	go func() {
 		defer func() { <-w.wfSem; w.wfWG.Done() }()
-		w.runWorkflowTask(context.Background(), t)
+		w.runWorkflowTask(context.Background(), t, history)
 	}()
 }
 
@@ -323,8 +338,9 @@ func (e *Engine) eagerLease() *store.EagerLease {
 }
 
 // runWorkflowTask executes one workflow task: it restores the run (from the
-// cache or by replay), applies the inbox, and commits the outcome.
-func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask) {
+// cache or by replay of its history: history if not nil, else read from
+// the store), applies the inbox, and commits the outcome.
+func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask, history []store.Event) {
 	e := w.e
 	def := e.workflowDef(t.Run.WorkflowType)
 	if def == nil {
@@ -338,7 +354,10 @@ func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask) {
 	}
 	if rs == nil {
 		rs = newRunState(e, def, t.Run)
-		events, err := e.store.History(ctx, t.Run.RunID, 0)
+		events, err := history, error(nil)
+		if events == nil {
+			events, err = e.store.History(ctx, t.Run.RunID, 0)
+		}
 		if err != nil {
 			rs.close()
 			w.releaseWorkflowTask(ctx, t, fmt.Errorf("load history: %w", err))
@@ -447,6 +466,10 @@ func (w *Worker) commitTask(ctx context.Context, rs *runState, p store.CompleteW
 	// cache from here on.
 	runID, queue := rs.info.RunID, rs.info.TaskQueue
 	scheduled, timers, closed := rs.activities, len(rs.timers), rs.closeRun != nil
+	var closedRun *store.Run // what this commit closed the run as, for its waiters
+	if cl := rs.closeRun; cl != nil && cl.Status != store.StatusContinuedAsNew {
+		closedRun = &store.Run{RunID: runID, Status: cl.Status, Result: cl.Result, Failure: cl.Failure}
+	}
 	if closed {
 		rs.close()
 	} else {
@@ -473,7 +496,7 @@ func (w *Worker) commitTask(ctx context.Context, rs *runState, p store.CompleteW
 		e.wakeTimers()
 	}
 	if closed {
-		e.notifyClosed(runID)
+		e.notifyClosed(runID, closedRun)
 	}
 	if res.Pending {
 		e.notifyQueue(queue)
@@ -551,7 +574,7 @@ func (w *Worker) closeWithFailure(ctx context.Context, t store.WorkflowTask, cau
 		e.logger.Error("fail run", "run_id", t.Run.RunID, "error", err)
 		return
 	}
-	e.notifyClosed(t.Run.RunID)
+	e.notifyClosed(t.Run.RunID, nil)
 }
 
 // failWorkflowTask handles workflow code that panicked, was

@@ -117,6 +117,14 @@ type StartOptions struct {
 	// IDReusePolicy applies when the ID's previous run is closed. Optional;
 	// default AllowDuplicate.
 	IDReusePolicy IDReusePolicy
+	// SearchAttributes are the run's initial search attributes, by which
+	// ListRuns filters (see MaxSearchAttributes for the value types; nil
+	// values are left out). Workflow code changes them with
+	// UpsertSearchAttributes. Optional.
+	SearchAttributes map[string]any
+	// Memo is JSON kept with the run and shown in RunInfo.Memo, not
+	// indexed. Optional.
+	Memo map[string]any
 }
 
 // Handle refers to a run and reads its typed result.

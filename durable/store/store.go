@@ -197,6 +197,13 @@ type CreateRunParams struct {
 	Parent *ParentRef
 	// Timers are started with the run (an execution timeout, say).
 	Timers []Timer
+	// History holds events 2, 3, … written after StartEvent (a reset run
+	// copies a prefix of another run's history); their IDs are assigned
+	// by position. Honoured by CreateRun.
+	History []Event
+	// Inbox items are written to the new run's inbox. Honoured by
+	// CreateRun.
+	Inbox []NewInboxItem
 	// SearchAttributes are the run's initial search attributes, a JSON
 	// object of SearchValues (see there), by which ListRuns filters; nil
 	// for none. The store fails the call with ErrInvalidSearch, writing

@@ -321,3 +321,47 @@ func (s *Store) queueFamily(b *pgx.Batch, runID string, item *store.NewInboxItem
 			ev.Type, nanos(orTime(ev.Time, now)), ev.Data, cc.CancelItem.Type, cc.CancelItem.Data, s.channel)
 	}
 }
+
+// insertRunHistorySQL appends events 2… ($2 IDs, $3 types, $4 times, $5
+// data) to run $1 created in the same transaction (none if it was not
+// created: the run's history then has more than its start event) and
+// sets its length and size ($6 bytes in all).
+const insertRunHistorySQL = `
+WITH fresh AS (
+	UPDATE keel_runs SET history_len = 1 + cardinality($2::bigint[]), history_bytes = $6
+	WHERE run_id = $1 AND history_len = 1
+	RETURNING run_id
+)
+INSERT INTO keel_events (run_id, id, type, time, data)
+SELECT run_id, e.* FROM fresh, unnest($2::bigint[], $3::text[], $4::bigint[], $5::bytea[]) AS e`
+
+// insertRunInboxSQL writes items ($3 types, $4 data) at $2 to the inbox of
+// run $1 if it exists.
+const insertRunInboxSQL = `
+INSERT INTO keel_inbox (run_id, type, time, data)
+SELECT $1, t, $2, d FROM unnest($3::text[], $4::bytea[]) WITH ORDINALITY AS u(t, d, n)
+WHERE EXISTS (SELECT 1 FROM keel_runs WHERE run_id = $1) ORDER BY n`
+
+// queueRunHistory queues the extra history and inbox items of a new run.
+func (s *Store) queueRunHistory(b *pgx.Batch, p *store.CreateRunParams, now time.Time) {
+	if n := len(p.History); n > 0 {
+		ids := make([]int64, n)
+		types := make([]string, n)
+		times := make([]int64, n)
+		datas := make([][]byte, n)
+		size := int64(len(p.StartEvent.Data))
+		for i, ev := range p.History {
+			ids[i], types[i], times[i], datas[i] = int64(i)+2, ev.Type, nanos(orTime(ev.Time, now)), ev.Data
+			size += int64(len(ev.Data))
+		}
+		b.Queue(insertRunHistorySQL, p.RunID, ids, types, times, datas, size)
+	}
+	if n := len(p.Inbox); n > 0 {
+		types := make([]string, n)
+		datas := make([][]byte, n)
+		for i, it := range p.Inbox {
+			types[i], datas[i] = it.Type, it.Data
+		}
+		b.Queue(insertRunInboxSQL, p.RunID, nanos(now), types, datas)
+	}
+}

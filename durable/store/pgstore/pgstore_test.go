@@ -123,7 +123,7 @@ func TestNew(t *testing.T) {
 		}
 		var version int64
 		require.NoError(t, pool.QueryRow(t.Context(), "SELECT max(version_id) FROM keel_schema_version").Scan(&version))
-		require.EqualValues(t, 2, version, "the latest migration, 002")
+		require.EqualValues(t, 3, version, "the latest migration, 003")
 	})
 
 	t.Run("SchemaTooNew", func(t *testing.T) {

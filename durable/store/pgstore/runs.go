@@ -17,7 +17,7 @@ import (
 // runColumns are the columns runRow scans, in its order.
 const runColumns = `seq, run_id, workflow_id, workflow_type, task_queue, status, input, result, failure,
 	history_len, history_bytes, cancel_requested, last_task_failure, created_at, updated_at, closed_at,
-	parent_run_id, parent_seq, parent_close_policy`
+	parent_run_id, parent_seq, parent_close_policy, search_attributes, memo`
 
 // runRow is a row of runColumns being scanned.
 type runRow struct {
@@ -29,6 +29,7 @@ type runRow struct {
 	parent           *string
 	parentSeq        int64
 	parentPolicy     int32
+	search           []byte
 }
 
 // dest returns the scan destinations of runColumns.
@@ -36,7 +37,7 @@ func (r *runRow) dest() []any {
 	return []any{&r.seq, &r.run.RunID, &r.run.WorkflowID, &r.run.WorkflowType, &r.run.TaskQueue, &r.status,
 		&r.run.Input, &r.run.Result, &r.run.Failure, &r.run.HistoryLen, &r.run.HistoryBytes,
 		&r.run.CancelRequested, &r.run.LastTaskFailure, &r.created, &r.updated, &r.closed,
-		&r.parent, &r.parentSeq, &r.parentPolicy}
+		&r.parent, &r.parentSeq, &r.parentPolicy, &r.search, &r.run.Memo}
 }
 
 // value returns the scanned run.
@@ -45,6 +46,7 @@ func (r *runRow) value() store.Run {
 	run.Status = store.RunStatus(r.status)
 	run.Input, run.Result, run.Failure = bytesOrNil(run.Input), bytesOrNil(run.Result), bytesOrNil(run.Failure)
 	run.CreatedAt, run.UpdatedAt, run.ClosedAt = fromNanos(r.created), fromNanos(r.updated), fromNullNanos(r.closed)
+	run.SearchAttributes, run.Memo = bytesOrNil(r.search), bytesOrNil(run.Memo)
 	if r.parent != nil {
 		run.Parent = &store.ParentRef{RunID: *r.parent, Seq: r.parentSeq, ClosePolicy: store.ParentClosePolicy(r.parentPolicy)}
 	}
@@ -67,8 +69,9 @@ func scanRun(row pgx.Row) (store.Run, int64, error) {
 // When another process starts a run for the workflow ID at the same moment,
 // the unique index on running workflow IDs makes the insert do nothing, and
 // the statement returns no row: that run committed after this statement's
-// snapshot, so the caller reads it with a new statement. {task} is the
-// insert of the run's workflow task (createRunSQL, createRunEagerSQL).
+// snapshot, so the caller reads it with a new statement. The run's search
+// attributes and memo are $12 and $13. {task} is the insert of the run's
+// workflow task (createRunSQL, createRunEagerSQL).
 const createRunTemplate = `
 WITH running AS (
 	SELECT ` + runColumns + ` FROM keel_runs WHERE workflow_id = $2 AND status = 'running'
@@ -83,8 +86,8 @@ WITH running AS (
 	END AS ok
 ), created AS (
 	INSERT INTO keel_runs (run_id, workflow_id, workflow_type, task_queue, status, input,
-		history_len, history_bytes, created_at, updated_at)
-	SELECT $1, $2, $3, $4, 'running', $5, 1, $8, $6, $6 FROM allowed WHERE ok
+		history_len, history_bytes, created_at, updated_at, search_attributes, memo)
+	SELECT $1, $2, $3, $4, 'running', $5, 1, $8, $6, $6, $12::jsonb, $13::bytea FROM allowed WHERE ok
 	ON CONFLICT (workflow_id) WHERE status = 'running' DO NOTHING
 	RETURNING ` + runColumns + `
 ), event AS (
@@ -105,11 +108,11 @@ var (
 	SELECT run_id, task_queue, $6 FROM created`, 1)
 
 	// createRunEagerSQL makes it leased at once, as claimWorkflowTasksSQL
-	// would: token $12, owner $13, attempt 1, lease expiry $14 (in ready_at
+	// would: token $14, owner $15, attempt 1, lease expiry $16 (in ready_at
 	// and wake_at too). Nobody else can claim it, so nobody is notified.
 	createRunEagerSQL = strings.Replace(createRunTemplate, "{task}", `
 	INSERT INTO keel_workflow_tasks (run_id, task_queue, ready_at, wake_at, token, owner, lease_expires_at, attempt)
-	SELECT run_id, task_queue, $14, $14, $12, $13, $14, 1 FROM created`, 1)
+	SELECT run_id, task_queue, $16, $16, $14, $15, $16, 1 FROM created`, 1)
 )
 
 // notifyWorkflowTaskSQL notifies channel $1 with the task queue of run $2's
@@ -138,6 +141,10 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 	}
 	now := nowOr(p.Now)
 	ev := p.StartEvent
+	search, err := parseSearch(p.SearchAttributes)
+	if err != nil {
+		return store.CreateRunResult{}, fmt.Errorf("pgstore: create run %s: %w", p.RunID, err)
+	}
 	var token string
 	if e := p.Eager; e != nil {
 		if !e.LeaseUntil.After(now) {
@@ -154,7 +161,8 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			found bool
 		)
 		args := []any{p.RunID, p.WorkflowID, p.WorkflowType, p.TaskQueue, p.Input, nanos(now),
-			int(p.ReusePolicy), int64(len(ev.Data)), ev.Type, nanos(orTime(ev.Time, now)), ev.Data}
+			int(p.ReusePolicy), int64(len(ev.Data)), ev.Type, nanos(orTime(ev.Time, now)), ev.Data,
+			search.json, p.Memo}
 		query := createRunSQL
 		if p.Eager != nil {
 			query, args = createRunEagerSQL, append(args, token, p.Eager.Owner, nanos(p.Eager.LeaseUntil))
@@ -174,6 +182,8 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			b.Queue(notifyWorkflowTaskSQL, s.channel, p.RunID, nanos(now))
 		}
 		s.queueRunTimers(b, p.RunID, p.Timers, now)
+		s.queueRunHistory(b, &p, now)
+		queueIndexSearch(b, p.RunID, search.attrs)
 		if err := s.send(ctx, b); err != nil {
 			if errors.Is(err, store.ErrWorkflowIDInUse) {
 				return store.CreateRunResult{}, fmt.Errorf("pgstore: create run for workflow %s: %w", p.WorkflowID, err)
@@ -231,39 +241,10 @@ func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) (store.Lis
 	if limit <= 0 {
 		limit = 100
 	}
-	// One statement text per combination of filters, so that each gets a
-	// plan that uses its index.
-	var (
-		where []string
-		args  []any
-	)
-	arg := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
+	query, args, err := listRunsQuery(p, limit)
+	if err != nil {
+		return store.ListRunsResult{}, fmt.Errorf("pgstore: list runs: %w", err)
 	}
-	if p.WorkflowID != "" {
-		arg("workflow_id = $%d", p.WorkflowID)
-	}
-	if p.WorkflowType != "" {
-		arg("workflow_type = $%d", p.WorkflowType)
-	}
-	if p.Status != "" {
-		arg("status = $%d", string(p.Status))
-	}
-	if p.Cursor != "" {
-		seq, err := strconv.ParseInt(p.Cursor, 10, 64)
-		if err != nil || seq <= 0 {
-			return store.ListRunsResult{}, fmt.Errorf("pgstore: list runs: invalid cursor %q", p.Cursor)
-		}
-		arg("seq < $%d", seq)
-	}
-	query := "SELECT " + runColumns + " FROM keel_runs"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	args = append(args, limit+1)
-	query += fmt.Sprintf(" ORDER BY seq DESC LIMIT $%d", len(args))
-
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return store.ListRunsResult{}, fmt.Errorf("pgstore: list runs: %w", err)
@@ -523,7 +504,7 @@ func (s *Store) Terminate(ctx context.Context, p store.TerminateParams) error {
 // that belongs to them.
 const deleteClosedRunsSQL = `
 WITH doomed AS (
-	SELECT run_id FROM keel_runs WHERE closed_at < $1 ORDER BY closed_at LIMIT $2 FOR UPDATE SKIP LOCKED
+	SELECT run_id, seq FROM keel_runs WHERE closed_at < $1 ORDER BY closed_at LIMIT $2 FOR UPDATE SKIP LOCKED
 ), events AS (
 	DELETE FROM keel_events WHERE run_id IN (SELECT run_id FROM doomed)
 ), inbox AS (
@@ -538,15 +519,17 @@ WITH doomed AS (
 	DELETE FROM keel_timers WHERE run_id IN (SELECT run_id FROM doomed)
 ), attempts AS (
 	DELETE FROM keel_activity_attempts WHERE run_id IN (SELECT run_id FROM doomed)
+), search AS (
+	DELETE FROM keel_search_attributes WHERE run_seq IN (SELECT seq FROM doomed)
 )
 DELETE FROM keel_runs WHERE run_id IN (SELECT run_id FROM doomed)`
 
 // DeleteClosedRuns deletes the runs that closed before closedBefore, with
-// their history, inbox, signal request IDs, activity attempts and any
-// leftover tasks and timers. It works in transactions of up to batchSize
-// runs (default 1000 when batchSize <= 0), so that a large backlog never
-// holds locks for long, until none is left or ctx ends, and returns the
-// number of runs deleted.
+// their history, inbox, signal request IDs, activity attempts, search
+// attribute index entries and any leftover tasks and timers. It works in
+// transactions of up to batchSize runs (default 1000 when batchSize <= 0),
+// so that a large backlog never holds locks for long, until none is left
+// or ctx ends, and returns the number of runs deleted.
 func (s *Store) DeleteClosedRuns(ctx context.Context, closedBefore time.Time, batchSize int) (int, error) {
 	if batchSize <= 0 {
 		batchSize = 1000

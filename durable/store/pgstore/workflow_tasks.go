@@ -320,6 +320,10 @@ func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, no
 	if err := checkEagerActivities(p); err != nil {
 		return err
 	}
+	upsert, err := checkCommitSearch(&p)
+	if err != nil {
+		return err
+	}
 	n := len(p.Events)
 	var (
 		size  int64
@@ -339,6 +343,9 @@ func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, no
 
 	if n > 0 {
 		b.Queue(insertEventsSQL, p.RunID, ids, types, times, datas)
+	}
+	if err := queueUpsertSearch(b, p.RunID, upsert); err != nil {
+		return err
 	}
 	if c := p.Close; c != nil {
 		if err := queueBeforeClose(b, &p); err != nil {

@@ -13,7 +13,7 @@ import (
 const (
 	runColumns = `run_id, workflow_id, workflow_type, task_queue, status, input, result, failure,
 		history_len, history_bytes, cancel_requested, last_task_failure, created_at, updated_at, closed_at,
-		parent_run_id, parent_seq, parent_close_policy`
+		parent_run_id, parent_seq, parent_close_policy, search_attributes, memo`
 	activityColumns = `run_id, seq, workflow_id, activity_type, task_queue, input, options, attempt,
 		scheduled_at, ready_at, schedule_to_start_deadline, schedule_to_close_deadline, start_to_close,
 		heartbeat_timeout, heartbeat_details, token, owner, started_at, lease_expires_at, cancel_requested`
@@ -113,8 +113,9 @@ func (q *queries) statements() []struct {
 		{&q.runsByIDs, `SELECT ` + runColumns + ` FROM runs WHERE run_id IN (SELECT value FROM json_each(?))`},
 		{&q.runStatus, `SELECT status FROM runs WHERE run_id = ?`},
 		{&q.insertRun, `INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,
-			history_len, history_bytes, created_at, updated_at, parent_run_id, parent_seq, parent_close_policy)
-			VALUES (?, ?, ?, ?, 'running', ?, 1, ?, ?, ?, ?, ?, ?)`},
+			history_len, history_bytes, created_at, updated_at, parent_run_id, parent_seq, parent_close_policy,
+			search_attributes, memo)
+			VALUES (?, ?, ?, ?, 'running', ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&q.insertEvent, `INSERT INTO events (run_id, id, type, time, data) VALUES (?, ?, ?, ?, ?)`},
 		{&q.history, `SELECT id, type, time, data FROM events WHERE run_id = ? AND id > ? ORDER BY id`},
 		{&q.requestCancel, `UPDATE runs SET cancel_requested = 1, updated_at = ?2

@@ -12,11 +12,11 @@ var retentionTables = []string{ //nolint:gochecknoglobals // fixed list of table
 }
 
 // DeleteClosedRuns deletes the runs that closed before closedBefore, with
-// their history, inbox, signal request IDs, activity attempts and any
-// leftover tasks and timers. It works in transactions of up to batchSize
-// runs (default 1000 when batchSize <= 0), so that a large backlog never
-// holds the write lock for long, until none is left or ctx ends, and
-// returns the number of runs deleted.
+// their history, inbox, signal request IDs, activity attempts, search
+// attribute index entries and any leftover tasks and timers. It works in
+// transactions of up to batchSize runs (default 1000 when batchSize <= 0),
+// so that a large backlog never holds the write lock for long, until none
+// is left or ctx ends, and returns the number of runs deleted.
 func (s *Store) DeleteClosedRuns(ctx context.Context, closedBefore time.Time, batchSize int) (int, error) {
 	if batchSize <= 0 {
 		batchSize = 1000
@@ -39,6 +39,10 @@ func (s *Store) DeleteClosedRuns(ctx context.Context, closedBefore time.Time, ba
 			}
 			if n, err = res.RowsAffected(); err != nil || n == 0 {
 				return err
+			}
+			if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM search_attributes WHERE run_seq IN
+				(SELECT seq FROM runs WHERE run_id IN (SELECT run_id FROM doomed_runs))`); err != nil {
+				return fmt.Errorf("search_attributes: %w", err)
 			}
 			for _, table := range retentionTables {
 				if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM `+table+` WHERE run_id IN (SELECT run_id FROM doomed_runs)`); err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/keelhq/keel/durable/store"
@@ -26,10 +25,12 @@ func scanRun(sc scanner) (store.Run, error) {
 		input, result, failure []byte
 		parent                 sql.NullString
 		parentSeq, policy      int64
+		search                 sql.NullString
+		memo                   []byte
 	)
 	err := sc.Scan(&r.RunID, &r.WorkflowID, &r.WorkflowType, &r.TaskQueue, &status, &input, &result, &failure,
 		&r.HistoryLen, &r.HistoryBytes, &cancel, &r.LastTaskFailure, &created, &updated, &closed,
-		&parent, &parentSeq, &policy)
+		&parent, &parentSeq, &policy, &search, &memo)
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -39,6 +40,10 @@ func scanRun(sc scanner) (store.Run, error) {
 	r.Status = store.RunStatus(status)
 	r.Input, r.Result, r.Failure = bytesOrNil(input), bytesOrNil(result), bytesOrNil(failure)
 	r.CancelRequested = cancel != 0
+	if search.Valid && search.String != "" {
+		r.SearchAttributes = []byte(search.String)
+	}
+	r.Memo = bytesOrNil(memo)
 	r.CreatedAt, r.UpdatedAt, r.ClosedAt = fromNanos(created), fromNanos(updated), fromNullNanos(closed)
 	return r, nil
 }
@@ -88,6 +93,10 @@ func (s *Store) createRun(t *tx, p *store.CreateRunParams, now time.Time, succes
 		return store.CreateRunResult{}, fmt.Errorf("sqlitestore: create run for workflow %s (latest run %s %s): %w",
 			p.WorkflowID, latest.RunID, latest.Status, store.ErrWorkflowIDInUse)
 	}
+	search, err := parseSearch(p.SearchAttributes)
+	if err != nil {
+		return store.CreateRunResult{}, err
+	}
 	ev := p.StartEvent
 	evTime := orTime(ev.Time, now)
 	size := int64(len(ev.Data))
@@ -100,7 +109,10 @@ func (s *Store) createRun(t *tx, p *store.CreateRunParams, now time.Time, succes
 		parentRunID, parentSeq, parentPolicy = pr.RunID, pr.Seq, int64(pr.ClosePolicy)
 	}
 	if _, err := t.exec(s.q.insertRun, p.RunID, p.WorkflowID, p.WorkflowType, p.TaskQueue, blob(p.Input),
-		size, nanos(now), nanos(now), parentRunID, parentSeq, parentPolicy); err != nil {
+		size, nanos(now), nanos(now), parentRunID, parentSeq, parentPolicy, search.column(), blob(p.Memo)); err != nil {
+		return store.CreateRunResult{}, err
+	}
+	if err := s.indexSearch(t, p.RunID, search.attrs, nil); err != nil {
 		return store.CreateRunResult{}, err
 	}
 	if _, err := t.exec(s.q.insertEvent, p.RunID, 1, ev.Type, nanos(evTime), blob(ev.Data)); err != nil {
@@ -112,18 +124,33 @@ func (s *Store) createRun(t *tx, p *store.CreateRunParams, now time.Time, succes
 			return store.CreateRunResult{}, err
 		}
 	}
+	histLen := int64(1)
+	for i, hev := range p.History {
+		histLen = int64(i) + 2
+		size += int64(len(hev.Data))
+		if _, err := t.exec(s.q.insertEvent, p.RunID, histLen, hev.Type, nanos(orTime(hev.Time, now)), blob(hev.Data)); err != nil {
+			return store.CreateRunResult{}, err
+		}
+	}
+	if histLen > 1 {
+		if _, err := t.execSQL(`UPDATE runs SET history_len = ?, history_bytes = ? WHERE run_id = ?`, histLen, size, p.RunID); err != nil {
+			return store.CreateRunResult{}, err
+		}
+	}
 	run := store.Run{
-		RunID:        p.RunID,
-		WorkflowID:   p.WorkflowID,
-		WorkflowType: p.WorkflowType,
-		TaskQueue:    p.TaskQueue,
-		Status:       store.StatusRunning,
-		Input:        bytesOrNil(p.Input),
-		HistoryLen:   1,
-		HistoryBytes: size,
-		Parent:       p.Parent,
-		CreatedAt:    fromNanos(nanos(now)),
-		UpdatedAt:    fromNanos(nanos(now)),
+		RunID:            p.RunID,
+		WorkflowID:       p.WorkflowID,
+		WorkflowType:     p.WorkflowType,
+		TaskQueue:        p.TaskQueue,
+		Status:           store.StatusRunning,
+		Input:            bytesOrNil(p.Input),
+		HistoryLen:       histLen,
+		HistoryBytes:     size,
+		Parent:           p.Parent,
+		SearchAttributes: bytesOrNil(search.json),
+		Memo:             bytesOrNil(p.Memo),
+		CreatedAt:        fromNanos(nanos(now)),
+		UpdatedAt:        fromNanos(nanos(now)),
 	}
 	res := store.CreateRunResult{Created: true, Run: run}
 	if e := p.Eager; e != nil {
@@ -133,10 +160,22 @@ func (s *Store) createRun(t *tx, p *store.CreateRunParams, now time.Time, succes
 			return store.CreateRunResult{}, err
 		}
 		res.Task = task
+		for _, it := range p.Inbox {
+			if err := s.insertOwnInbox(t, p.RunID, it, now); err != nil {
+				return res, err
+			}
+		}
 		return res, nil
 	}
-	_, err = t.exec(s.q.insertWorkflowTask, p.RunID, p.TaskQueue, nanos(now))
-	return res, err
+	if _, err := t.exec(s.q.insertWorkflowTask, p.RunID, p.TaskQueue, nanos(now)); err != nil {
+		return res, err
+	}
+	for _, it := range p.Inbox {
+		if err := s.insertOwnInbox(t, p.RunID, it, now); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }
 
 // GetRun returns a run by run ID.
@@ -172,33 +211,10 @@ func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) (store.Lis
 	if limit <= 0 {
 		limit = 100
 	}
-	var (
-		where []string
-		args  []any
-	)
-	if p.WorkflowID != "" {
-		where, args = append(where, "workflow_id = ?"), append(args, p.WorkflowID)
+	query, args, err := listRunsQuery(p, limit)
+	if err != nil {
+		return store.ListRunsResult{}, fmt.Errorf("sqlitestore: list runs: %w", err)
 	}
-	if p.WorkflowType != "" {
-		where, args = append(where, "workflow_type = ?"), append(args, p.WorkflowType)
-	}
-	if p.Status != "" {
-		where, args = append(where, "status = ?"), append(args, string(p.Status))
-	}
-	if p.Cursor != "" {
-		seq, err := strconv.ParseInt(p.Cursor, 10, 64)
-		if err != nil || seq <= 0 {
-			return store.ListRunsResult{}, fmt.Errorf("sqlitestore: list runs: invalid cursor %q", p.Cursor)
-		}
-		where, args = append(where, "seq < ?"), append(args, seq)
-	}
-	query := "SELECT seq, " + runColumns + " FROM runs"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY seq DESC LIMIT ?"
-	args = append(args, limit+1)
-
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return store.ListRunsResult{}, fmt.Errorf("sqlitestore: list runs: %w", err)

@@ -65,7 +65,7 @@ func TestConcurrentMigrations(t *testing.T) {
 	var versions int
 	require.NoError(t, stores[0].DB().QueryRowContext(ctx,
 		"SELECT count(*) FROM keel_schema_version WHERE version_id > 0").Scan(&versions))
-	require.Equal(t, 3, versions, "each of the 3 migrations is recorded once")
+	require.Equal(t, 4, versions, "each of the 4 migrations is recorded once")
 }
 
 func TestSchemaTooNew(t *testing.T) {

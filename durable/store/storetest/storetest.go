@@ -49,6 +49,14 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		t.Parallel()
 		exerciseActivityWithWorkflowTask(t, setup)
 	})
+	t.Run("Children", func(t *testing.T) {
+		t.Parallel()
+		exerciseChildren(t, setup)
+	})
+	t.Run("Search", func(t *testing.T) {
+		t.Parallel()
+		exerciseSearch(t, setup)
+	})
 }
 
 // base is the suite's reference time; at(d) is base + d.
