@@ -76,7 +76,9 @@ type Agent struct {
 }
 
 // DefaultModelActivity returns the activity options of model calls: an
-// attempt may take two minutes; rate limits, server errors, timeouts and
+// attempt may take two minutes, and heartbeats while it waits for the
+// model, so that a worker that dies mid-call is noticed within ten seconds
+// and the call retried elsewhere; rate limits, server errors, timeouts and
 // connection failures are retried with exponential backoff from one second
 // (and at least as long as the provider's Retry-After), up to ten attempts;
 // errors that repeating cannot fix (a bad request, an exceeded context
@@ -84,6 +86,7 @@ type Agent struct {
 func DefaultModelActivity() *durable.ActivityOptions {
 	return &durable.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
+		HeartbeatTimeout:    10 * time.Second,
 		RetryPolicy: durable.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/llm"
@@ -65,7 +66,9 @@ func (rt *Runtime) callModel(ctx context.Context, in modelInput) (modelOutput, e
 	if r.a.Output != nil {
 		req.ResponseFormat = r.a.Output.responseFormat()
 	}
+	stop := heartbeatWhile(ctx)
 	resp, err := m.Chat(ctx, req)
+	stop()
 	if err != nil {
 		if !llm.IsRetryable(err) {
 			return modelOutput{}, durable.NonRetryable(err)
@@ -370,4 +373,32 @@ func (c *convCache) set(e *convEntry) {
 		c.order.Remove(old)
 		delete(c.runs, old.Value.(*convEntry).runID)
 	}
+}
+
+// heartbeatWhile heartbeats the model-call activity until stop is called,
+// at a third of its heartbeat timeout, so that a slow model is not taken
+// for a dead worker, and a dead worker is.
+func heartbeatWhile(ctx context.Context) (stop func()) {
+	info, ok := durable.GetActivityInfo(ctx)
+	if !ok || info.HeartbeatTimeout <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(info.HeartbeatTimeout / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = durable.Heartbeat(ctx, nil)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }

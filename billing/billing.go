@@ -64,8 +64,14 @@ type Config struct {
 	// policy, which sees and records every failure.
 	NetworkRetries int
 	// SecretKey is Stripe's secret API key. Optional; default
-	// $STRIPE_SECRET_KEY; New fails with ErrNoSecretKey without either.
+	// $STRIPE_SECRET_KEY; New fails with ErrNoSecretKey without either,
+	// unless Local is set.
 	SecretKey string
+	// Local, with no secret key, runs the Service without Stripe: every
+	// operation is recorded in the ledger, once per key as always, with
+	// status local, and nothing is charged. For the offline demo and
+	// development; ignored when a secret key is set.
+	Local bool
 
 	// Test holds settings for tests.
 	Test TestConfig
@@ -112,7 +118,7 @@ func (c *Config) WithDefaults() *Config {
 var currencyPattern = regexp.MustCompile(`^[a-z]{3}$`) //nolint:gochecknoglobals // compiled once
 
 func (c *Config) validate() error {
-	if c.SecretKey == "" {
+	if c.SecretKey == "" && !c.Local {
 		return ErrNoSecretKey
 	}
 	if !currencyPattern.MatchString(c.Currency) {

@@ -38,7 +38,7 @@ func (s *Service) do(ctx context.Context, e *Entry, hash string, op operation) (
 		return nil, err
 	}
 	switch e.Status {
-	case StatusSucceeded:
+	case StatusSucceeded, StatusLocal:
 		e.Replayed = true
 		return e, nil
 	case StatusFailed:
@@ -46,6 +46,9 @@ func (s *Service) do(ctx context.Context, e *Entry, hash string, op operation) (
 		return e, e.failure()
 	}
 
+	if s.Local() {
+		return s.settleLocal(ctx, e)
+	}
 	if age := s.now().Sub(e.CreatedAt); age > s.cfg.KeyRetention {
 		if op.lookup == nil {
 			be := newError(string(e.Kind), e.Key, CodeUnreconciled,

@@ -262,6 +262,9 @@ type ActivityInfo struct {
 	// HeartbeatDetails are the last details recorded by Heartbeat, by this
 	// or an earlier attempt.
 	HeartbeatDetails []byte
+	// HeartbeatTimeout is the activity's: an attempt that does not call
+	// Heartbeat that often is taken for dead. Zero when it has none.
+	HeartbeatTimeout time.Duration
 }
 
 type activityKey struct{}

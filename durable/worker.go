@@ -635,6 +635,7 @@ func (w *Worker) runActivity(t store.ActivityTask) {
 			ScheduledAt:      t.ScheduledAt,
 			StartedAt:        t.StartedAt,
 			HeartbeatDetails: t.HeartbeatDetails,
+			HeartbeatTimeout: t.HeartbeatTimeout,
 		},
 	}
 	w.mu.Lock()

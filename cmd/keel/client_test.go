@@ -168,7 +168,7 @@ func TestClientCommandsHelp(t *testing.T) {
 		require.Contains(t, o.stdout, "Examples:\n  keel "+name, name)
 	}
 	o := call(t, nil, "run", "--help")
-	require.Contains(t, o.stdout, "Workflows in this build: support.")
+	require.Contains(t, o.stdout, "Workflows in this build: steps.")
 	o = call(t, nil, "approve", "--help")
 	require.Contains(t, o.stdout, "KEEL_GROUPS")
 	require.Contains(t, o.stdout, "--groups FILE")

@@ -19,6 +19,8 @@ import (
 	"github.com/keelhq/keel/durable/store"
 	"github.com/keelhq/keel/durable/store/pgstore"
 	"github.com/keelhq/keel/durable/store/sqlitestore"
+	"github.com/keelhq/keel/examples/catalog"
+	"github.com/keelhq/keel/examples/setup"
 	"github.com/keelhq/keel/internal/demo"
 )
 
@@ -145,14 +147,27 @@ func demoCmd() *cobra.Command {
 	var db string
 	var worker bool
 	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Run a durable workflow, kill its worker with SIGKILL, and watch a new worker resume it",
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "demo [NAME]",
+		Short: "Run an example agent; with no NAME, kill the support agent's worker with SIGKILL and watch a new one resume it",
+		Long: `With no NAME, keel demo plays Keel's main demo: the support agent answers
+ticket T-1 on the offline model, its worker process is killed with SIGKILL
+while the model answers, and a new worker process resumes the run — no
+model answer asked for twice, one email, one charge.
+
+With NAME (` + strings.Join(catalog.Names(), ", ") + `) it plays that example's demo
+on its own engine. Everything runs on a SQLite file (a new temporary one
+unless --db) and the offline model, unless OPENAI_API_KEY is set.`,
+		Example: "  keel demo\n  keel demo legalreview --db demo.db",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if worker {
 				ctx, cancel := context.WithTimeout(ctx, time.Minute)
 				defer cancel()
 				return demo.Worker(ctx, db, cmd.OutOrStdout())
+			}
+			if len(args) == 1 {
+				return catalog.RunDemo(ctx, args[0], &setup.RunOptions{DB: db, Out: cmd.OutOrStdout()})
 			}
 			exe, err := os.Executable()
 			if err != nil {

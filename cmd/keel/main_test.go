@@ -41,15 +41,27 @@ func TestDemoSurvivesKill(t *testing.T) {
 	out, err := keel("demo", "--db", filepath.Join(t.TempDir(), "keel.db")).CombinedOutput()
 	text := string(out)
 	require.NoError(t, err, text)
-	require.Contains(t, text, "killed with SIGKILL in the middle of step 3")
-	require.Contains(t, text, "already running; resuming it")
-	require.Contains(t, text, "✓ run completed")
-	require.Equal(t, 1, strings.Count(text, "→ step 1 "), text)
-	require.Equal(t, 1, strings.Count(text, "→ step 2 "), text)
-	require.Equal(t, 2, strings.Count(text, "→ step 3 "), text)
-	require.Equal(t, 1, strings.Count(text, "→ step 4 "), text)
-	require.Contains(t, text, "Run ")
-	require.Contains(t, text, " is completed.")
+	require.Contains(t, text, "killed with SIGKILL while the model was answering")
+	require.Contains(t, text, "running; resuming it")
+	require.Contains(t, text, "✓ run completed: ticket T-1 open → solved")
+	// The first answer is recorded before the kill and never asked for
+	// again; the call in flight at the kill is made again.
+	require.Equal(t, 1, strings.Count(text, "model call for turn 1:"), text)
+	require.Equal(t, 2, strings.Count(text, "model call for turn 2:"), text)
+	require.Contains(t, text, "Emails (1,")
+	require.Equal(t, 1, strings.Count(text, "to ada@example.com"), text)
+	require.Equal(t, 1, strings.Count(text, "charge local cus_ada 99 usd"), text)
+	require.Contains(t, text, "Run support-T-1 is completed.")
+}
+
+func TestDemoByName(t *testing.T) {
+	t.Parallel()
+	out, err := keel("demo", "salesfollowup", "--db", filepath.Join(t.TempDir(), "keel.db")).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "salesfollowup")
+	out, err = keel("demo", "no-such-example").CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "unknown example")
 }
 
 func TestWorkerRunsWorkflowsAndStopsOnSIGTERM(t *testing.T) {

@@ -98,7 +98,7 @@ func TestReplayFiles(t *testing.T) {
 	out, code = runKeel(t, "replay", good, changed)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "ok    "+good)
-	require.Contains(t, out, "FAIL  "+changed+": workflow support, run "+h.RunID()+", event 2 (ActivityScheduled): non-deterministic: "+
+	require.Contains(t, out, "FAIL  "+changed+": workflow steps, run "+h.RunID()+", event 2 (ActivityScheduled): non-deterministic: "+
 		"history has ActivityScheduled(fetch-client, input sha256:")
 	require.Contains(t, out, "code issued ActivityScheduled(fetch-customer, input sha256:")
 
@@ -148,7 +148,7 @@ func TestReplayRunning(t *testing.T) {
 	fetch := durable.NewActivity("fetch-customer", func(ctx context.Context, id string) (string, error) {
 		return "Ada", nil
 	}, nil)
-	older := durable.NewWorkflow("support", func(ctx durable.Context, t demo.Ticket) (string, error) {
+	older := durable.NewWorkflow("steps", func(ctx durable.Context, t demo.Ticket) (string, error) {
 		c, err := fetch.Run(ctx, t.CustomerID)
 		if err != nil {
 			return "", err
@@ -164,7 +164,7 @@ func TestReplayRunning(t *testing.T) {
 	out, code := runKeel(t, "replay", "--running", "--db", db)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "ok    ticket-current\n")
-	require.Contains(t, out, "FAIL  ticket-old: workflow support, run ")
+	require.Contains(t, out, "FAIL  ticket-old: workflow steps, run ")
 	require.Contains(t, out, ", event 3 (ActivityCompleted): non-deterministic: history has nothing, "+
 		"code issued ActivityScheduled(search-kb, input sha256:")
 	require.Contains(t, out, "2 replayed: 1 ok, 1 failed, 0 unreadable")

@@ -28,12 +28,12 @@ func TestRunCompletes(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "new.db") // created by keel run
 
-	o := call(t, nil, "run", "support", "--input", ticketJSON, "--id", "ticket-7", "--db", db)
+	o := call(t, nil, "run", "steps", "--input", ticketJSON, "--id", "ticket-7", "--db", db)
 	require.Equal(t, exitOK, o.code, o.String())
 	require.Equal(t, demoReply+"\n", o.stdout)
 	require.Contains(t, o.stderr, "started run ")
-	require.Contains(t, o.stderr, " of workflow ticket-7 (support)\n")
-	require.Regexp(t, `(?m)^   1  \d\d:\d\d:\d\d\.\d{3}  WorkflowStarted +support  id ticket-7  input {"customer_id":"cus_7",`, o.stderr)
+	require.Contains(t, o.stderr, " of workflow ticket-7 (steps)\n")
+	require.Regexp(t, `(?m)^   1  \d\d:\d\d:\d\d\.\d{3}  WorkflowStarted +steps  id ticket-7  input {"customer_id":"cus_7",`, o.stderr)
 	require.Regexp(t, `(?m)^   2  .*ActivityScheduled +fetch-customer  input "cus_7"$`, o.stderr)
 	require.Regexp(t, `(?m)^   3  .*ActivityCompleted +fetch-customer  attempt 1  result "Ada Lovelace <ada@example.com>"$`, o.stderr)
 	require.Regexp(t, `(?m)^  10  .*WorkflowCompleted +result "Hi Ada`, o.stderr)
@@ -47,7 +47,7 @@ func TestRunCompletes(t *testing.T) {
 	// --json, with the input from a file.
 	input := filepath.Join(t.TempDir(), "ticket.json")
 	require.NoError(t, os.WriteFile(input, []byte(ticketJSON), 0o600))
-	o = call(t, nil, "run", "support", "--input", "@"+input, "--id", "ticket-8", "--json", "--db", db)
+	o = call(t, nil, "run", "steps", "--input", "@"+input, "--id", "ticket-8", "--json", "--db", db)
 	require.Equal(t, exitOK, o.code, o.String())
 	var out map[string]any
 	require.NoError(t, json.Unmarshal([]byte(o.stdout), &out), o.stdout)
@@ -65,19 +65,19 @@ func TestRunBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"run", "no-such-workflow", "--input", "{}"}, `run: unknown workflow "no-such-workflow" (known: support)`},
+		{[]string{"run", "no-such-workflow", "--input", "{}"}, `run: unknown workflow "no-such-workflow" (known: steps)`},
 		{[]string{"run", "fetch-customer", "--input", `"cus_1"`}, `unknown workflow "fetch-customer"`}, // an activity
-		{[]string{"run", "support", "--input", `{"customer_id": `}, "run: --input is not valid JSON: unexpected end of JSON input"},
-		{[]string{"run", "support", "--input", `{} {}`}, "run: --input is not valid JSON"},
-		{[]string{"run", "support", "--input", ""}, "run: --input is empty"},
-		{[]string{"run", "support", "--input", "@" + missing}, "run: --input @" + missing},
-		{[]string{"run", "support", "--no-such-flag"}, "run: unknown flag: --no-such-flag (see keel run --help)"},
-		{[]string{"run", "support", "--timeout", "soon"}, `invalid argument "soon" for "--timeout"`},
-		{[]string{"run", "support", "--timeout", "-1s"}, "run: --timeout must not be negative"},
-		{[]string{"run", "support", "--wait", "--no-wait"}, "run: --wait and --no-wait contradict each other"},
-		{[]string{"run", "support", "--queue", " "}, "run: --queue is empty"},
+		{[]string{"run", "steps", "--input", `{"customer_id": `}, "run: --input is not valid JSON: unexpected end of JSON input"},
+		{[]string{"run", "steps", "--input", `{} {}`}, "run: --input is not valid JSON"},
+		{[]string{"run", "steps", "--input", ""}, "run: --input is empty"},
+		{[]string{"run", "steps", "--input", "@" + missing}, "run: --input @" + missing},
+		{[]string{"run", "steps", "--no-such-flag"}, "run: unknown flag: --no-such-flag (see keel run --help)"},
+		{[]string{"run", "steps", "--timeout", "soon"}, `invalid argument "soon" for "--timeout"`},
+		{[]string{"run", "steps", "--timeout", "-1s"}, "run: --timeout must not be negative"},
+		{[]string{"run", "steps", "--wait", "--no-wait"}, "run: --wait and --no-wait contradict each other"},
+		{[]string{"run", "steps", "--queue", " "}, "run: --queue is empty"},
 		{[]string{"run"}, "run: accepts 1 arg(s), received 0 (see keel run --help)"},
-		{[]string{"run", "support", "extra"}, "run: accepts 1 arg(s), received 2"},
+		{[]string{"run", "steps", "extra"}, "run: accepts 1 arg(s), received 2"},
 	} {
 		requireUsageError(t, call(t, nil, append(tc.args, "--db", db)...), tc.want)
 		requireUsageError(t, call(t, nil, append(tc.args, "--db", missing)...), tc.want)
@@ -94,7 +94,7 @@ func TestRunNoWaitNoWorkerTimeout(t *testing.T) {
 	e := clientOn(t, db)
 	ctx := context.Background()
 
-	o := call(t, nil, "run", "support", "--input", ticketJSON, "--id", "later", "--no-wait", "--db", db)
+	o := call(t, nil, "run", "steps", "--input", ticketJSON, "--id", "later", "--no-wait", "--db", db)
 	require.Equal(t, exitOK, o.code, o.String())
 	require.Equal(t, "later\n", o.stdout)
 	info, err := e.Describe(ctx, "later")
@@ -103,7 +103,7 @@ func TestRunNoWaitNoWorkerTimeout(t *testing.T) {
 	require.EqualValues(t, 1, info.HistoryLength, "no worker took the run")
 
 	// The same ID again attaches to the running run; nobody works it.
-	o = call(t, nil, "run", "support", "--input", ticketJSON, "--id", "later", "--no-worker", "--timeout", "300ms", "--json", "--db", db)
+	o = call(t, nil, "run", "steps", "--input", ticketJSON, "--id", "later", "--no-worker", "--timeout", "300ms", "--json", "--db", db)
 	require.Equal(t, exitTimeout, o.code, o.String())
 	require.Equal(t, `{"run_id":"`+info.RunID+`","workflow_id":"later","status":"running"}`+"\n", o.stdout)
 	require.Contains(t, o.stderr, "workflow later is already running as run "+info.RunID)
@@ -114,7 +114,7 @@ func TestRunNoWaitNoWorkerTimeout(t *testing.T) {
 
 	// Interrupted while waiting: exit code 4 too.
 	var stdout, stderr bytes.Buffer
-	run := keelCmd(nil, "run", "support", "--input", ticketJSON, "--id", "interrupted", "--no-worker", "--db", db)
+	run := keelCmd(nil, "run", "steps", "--input", ticketJSON, "--id", "interrupted", "--no-worker", "--db", db)
 	run.Stdout, run.Stderr = &stdout, &stderr
 	require.NoError(t, run.Start())
 	waitForEvents(t, e, "interrupted", 1)
@@ -128,7 +128,7 @@ func TestRunNoWaitNoWorkerTimeout(t *testing.T) {
 	// --no-worker starts, and keel run prints the result.
 	_, defs := demo.Definitions(io.Discard)
 	engineOn(t, db, "default", defs...)
-	o = call(t, nil, "run", "support", "--input", ticketJSON, "--id", "elsewhere", "--no-worker", "--db", db)
+	o = call(t, nil, "run", "steps", "--input", ticketJSON, "--id", "elsewhere", "--no-worker", "--db", db)
 	require.Equal(t, exitOK, o.code, o.String())
 	require.Equal(t, demoReply+"\n", o.stdout)
 	require.Contains(t, o.stderr, "WorkflowCompleted")
@@ -141,11 +141,11 @@ func TestRunFailsOrIsCanceled(t *testing.T) {
 	e := clientOn(t, db)
 
 	// An input of the wrong type fails the run.
-	o := call(t, nil, "run", "support", "--input", `"just a string"`, "--id", "wrong-type", "--db", db)
+	o := call(t, nil, "run", "steps", "--input", `"just a string"`, "--id", "wrong-type", "--db", db)
 	require.Equal(t, exitFailed, o.code, o.String())
-	require.Contains(t, o.stdout, "run failed: workflow support: durable: decode payload into demo.Ticket")
-	require.Contains(t, o.stderr, "WorkflowFailed           error: workflow support")
-	o = call(t, nil, "run", "support", "--input", `"just a string"`, "--id", "wrong-type", "--json", "--db", db)
+	require.Contains(t, o.stdout, "run failed: workflow steps: durable: decode payload into demo.Ticket")
+	require.Contains(t, o.stderr, "WorkflowFailed           error: workflow steps")
+	o = call(t, nil, "run", "steps", "--input", `"just a string"`, "--id", "wrong-type", "--json", "--db", db)
 	require.Equal(t, exitFailed, o.code, o.String())
 	var out runOutcome
 	require.NoError(t, json.Unmarshal([]byte(o.stdout), &out), o.stdout)
@@ -156,7 +156,7 @@ func TestRunFailsOrIsCanceled(t *testing.T) {
 
 	// keel cancel, from another process, while keel run waits.
 	var stdout, stderr bytes.Buffer
-	run := keelCmd(nil, "run", "support", "--input", ticketJSON, "--id", "to-cancel", "--db", db)
+	run := keelCmd(nil, "run", "steps", "--input", ticketJSON, "--id", "to-cancel", "--db", db)
 	run.Stdout, run.Stderr = &stdout, &stderr
 	require.NoError(t, run.Start())
 	waitForEvents(t, e, "to-cancel", 6) // generating the reply
@@ -182,7 +182,7 @@ func TestFormatResult(t *testing.T) {
 
 func TestKnownWorkflows(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, []string{"support"}, knownWorkflows())
+	require.Equal(t, []string{"steps"}, knownWorkflows())
 }
 
 // waitUntil polls cond for up to 20s.

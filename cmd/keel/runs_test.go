@@ -100,7 +100,7 @@ func TestClientCommandsOnPostgres(t *testing.T) {
 	t.Parallel()
 	_, dsn := testdb.PostgresWithURL(t)
 
-	o := call(t, nil, "run", "support", "--input", ticketJSON, "--id", "pg-ticket", "--json", "--db", dsn)
+	o := call(t, nil, "run", "steps", "--input", ticketJSON, "--id", "pg-ticket", "--json", "--db", dsn)
 	require.Equal(t, exitOK, o.code, o.String())
 	var out runOutcome
 	require.NoError(t, json.Unmarshal([]byte(o.stdout), &out), o.stdout)

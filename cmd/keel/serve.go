@@ -14,6 +14,7 @@ import (
 
 	"github.com/keelhq/keel/appdb"
 	"github.com/keelhq/keel/durable"
+	"github.com/keelhq/keel/examples/catalog"
 	"github.com/keelhq/keel/hitl"
 	"github.com/keelhq/keel/internal/demo"
 	"github.com/keelhq/keel/server"
@@ -48,7 +49,7 @@ type servedAgent func(e *durable.Engine, d agentDeps) (server.Agent, error)
 var servedAgents = []servedAgent{
 	func(e *durable.Engine, d agentDeps) (server.Agent, error) {
 		wf, defs := demo.Definitions(d.Out)
-		return server.Agent{Name: "demo", Workflow: wf.Name()}, e.Register(defs...)
+		return server.Agent{Name: wf.Name(), Workflow: wf.Name()}, e.Register(defs...)
 	},
 }
 
@@ -152,6 +153,26 @@ end when the process does.`,
 				}
 				queues[a.TaskQueue] = true
 				agents = append(agents, a)
+			}
+			// The example agents: support, salesfollowup, legalreview,
+			// dealdesk, on the offline model unless OPENAI_API_KEY is set.
+			cat, err := catalog.Register(ctx, e, adb, &catalog.Config{Approvals: approvals, Logger: logger})
+			if err != nil {
+				return fmt.Errorf("register the example agents: %w", err)
+			}
+			defer cat.Env.Close()
+			for _, en := range cat.Entries {
+				agents = append(agents, server.Agent{Name: en.Name, Workflow: en.Workflow, TaskQueue: en.TaskQueue})
+			}
+			for name, why := range cat.Skipped {
+				logger.Warn("example agent not served", "agent", name, "reason", why)
+			}
+			for _, q := range cat.TaskQueues() {
+				queues[q] = true
+			}
+			if approvals == nil {
+				// The examples' own reviewer groups (setup.ReviewerGroups).
+				approvals = cat.Env.Approvals
 			}
 
 			var secret []byte

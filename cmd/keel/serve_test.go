@@ -53,7 +53,7 @@ func TestKeysAndServe(t *testing.T) {
 	}, 20*time.Second, 50*time.Millisecond, "keel serve did not get ready")
 
 	post := func(key string) *http.Response {
-		req, _ := http.NewRequest("POST", base+"/v1/agents/demo/runs", strings.NewReader(
+		req, _ := http.NewRequest("POST", base+"/v1/agents/steps/runs", strings.NewReader(
 			`{"run_id": "ticket-9", "input": {"customer_id": "cus_9", "question": "Where is my invoice?"}}`))
 		req.Header.Set("Content-Type", "application/json")
 		if key != "" {
@@ -83,6 +83,27 @@ func TestKeysAndServe(t *testing.T) {
 		return run.Status == "completed"
 	}, 30*time.Second, 100*time.Millisecond)
 	require.Contains(t, string(run.Result), "[offline model]")
+
+	// The example agents are served too: the support agent solves T-1.
+	req, _ := http.NewRequest("POST", base+"/v1/agents/support/runs", strings.NewReader(
+		`{"run_id": "support-1", "input": {"ticket_id": "T-1", "message": "I was charged twice"}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	require.Eventually(t, func() bool {
+		req, _ := http.NewRequest("GET", base+"/v1/runs/support-1", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		require.NoError(t, json.Unmarshal(body, &run))
+		return run.Status == "completed"
+	}, 60*time.Second, 100*time.Millisecond)
+	require.Contains(t, string(run.Result), `"status_after": "solved"`)
 
 	require.NoError(t, srv.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, srv.Wait(), srvErr.String())

@@ -1,13 +1,13 @@
-// Package demo is the program behind `keel demo`: a support workflow of four
-// durable steps whose worker process is killed with SIGKILL in the middle of
-// a step, and resumed by a new worker process that repeats nothing already
-// recorded.
+// Package demo is the program behind `keel demo`: the support agent of
+// examples/support answers a customer on the offline model, and its worker
+// process is killed with SIGKILL in the middle of the run; a new worker
+// process resumes it, and the demo shows that no model answer was asked
+// for twice, no email sent twice and no fee charged twice.
 package demo
 
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,11 +18,14 @@ import (
 	"time"
 
 	"github.com/keelhq/keel/durable"
-	"github.com/keelhq/keel/durable/store/sqlitestore"
+	"github.com/keelhq/keel/examples/catalog"
+	"github.com/keelhq/keel/examples/setup"
+	"github.com/keelhq/keel/examples/support"
+	"github.com/keelhq/keel/llm"
 )
 
 // WorkflowID is the ID of the demo's run.
-const WorkflowID = "support-ticket-1042"
+const WorkflowID = "support-T-1"
 
 // Options configure the demo.
 type Options struct {
@@ -36,13 +39,13 @@ type Options struct {
 	Out io.Writer
 }
 
-// stepMarker is printed by a worker when a step starts; the parent kills the
-// first worker when it sees the generate-reply step begin.
-const stepMarker = "KEEL-STEP "
+// modelMarker starts the line a worker prints when it asks the model; the
+// parent kills the first worker when the second call starts.
+const modelMarker = "KEEL-MODEL "
 
 // Run plays the demo: it starts a worker process, kills it with SIGKILL
-// during step 3, starts a second worker that resumes the run, and prints the
-// run's history.
+// while the agent waits for its second model answer, starts a second
+// worker that resumes the run, and prints what happened.
 func Run(ctx context.Context, o Options) error {
 	out := o.Out
 	if out == nil {
@@ -55,44 +58,49 @@ func Run(ctx context.Context, o Options) error {
 		}
 		o.DB = filepath.Join(dir, "keel.db")
 	}
-	fmt.Fprintf(out, "Keel demo: a support workflow of 4 durable steps, stored in %s\n", o.DB)
-	fmt.Fprintf(out, "The worker process will be killed with SIGKILL in the middle of step 3.\n\n")
+	fmt.Fprintf(out, "Keel demo: a support agent answers ticket T-1 (\"I was charged twice\"), stored in %s.\n", o.DB)
+	fmt.Fprintf(out, "It reads the ticket, the CRM and the knowledge base, asks the model, emails the customer,\n")
+	fmt.Fprintf(out, "solves the ticket and bills $0.99. Its worker process will be killed with SIGKILL\n")
+	fmt.Fprintf(out, "while the agent waits for the model's second answer.\n\n")
 
-	// First worker: killed as soon as step 3 starts.
 	first := o.WorkerCommand(o.DB)
-	if err := runWorker(out, first, "worker 1", func(line string) bool {
-		return strings.HasPrefix(line, stepMarker+"3 ")
-	}); err != nil {
+	calls1, err := runWorker(out, first, "worker 1", func(line string) bool {
+		return strings.HasPrefix(line, modelMarker+"2 ")
+	})
+	if err != nil {
 		return err
 	}
-
-	fmt.Fprintf(out, "\nStarting a new worker process; it resumes the run where the history ends.\n")
-	fmt.Fprintf(out, "(It first waits for the dead worker's lease on step 3 to expire.)\n\n")
+	fmt.Fprintf(out, "\nStarting a new worker process; it resumes the run where its history ends.\n")
+	fmt.Fprintf(out, "(It first waits for the dead worker's leases to expire.)\n\n")
 	second := o.WorkerCommand(o.DB)
-	if err := runWorker(out, second, "worker 2", nil); err != nil {
+	calls2, err := runWorker(out, second, "worker 2", nil)
+	if err != nil {
 		return err
 	}
-	return printHistory(ctx, out, o.DB)
+	return report(ctx, out, o.DB, calls1+calls2)
 }
 
 // runWorker runs a worker process, echoing its output; when kill returns true
-// for a line, the process is killed with SIGKILL.
-func runWorker(out io.Writer, cmd *exec.Cmd, name string, kill func(line string) bool) error {
+// for a line, the process is killed with SIGKILL. It returns how many model
+// calls the worker made.
+func runWorker(out io.Writer, cmd *exec.Cmd, name string, kill func(line string) bool) (int, error) {
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return 0, fmt.Errorf("demo: %w", err)
 	}
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("demo: start %s: %w", name, err)
+		return 0, fmt.Errorf("demo: start %s: %w", name, err)
 	}
 	fmt.Fprintf(out, "[%s] started, pid %d\n", name, cmd.Process.Pid)
-	killed := false
+	killed, calls := false, 0
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, stepMarker) {
-			fmt.Fprintf(out, "[%s] %s\n", name, strings.TrimPrefix(line, stepMarker)[2:])
+		if rest, ok := strings.CutPrefix(line, modelMarker); ok {
+			calls++
+			_, text, _ := strings.Cut(rest, " ")
+			fmt.Fprintf(out, "[%s] %s\n", name, text)
 		} else {
 			fmt.Fprintf(out, "[%s] %s\n", name, line)
 		}
@@ -100,158 +108,193 @@ func runWorker(out io.Writer, cmd *exec.Cmd, name string, kill func(line string)
 			killed = true
 			// Process.Kill sends SIGKILL: no deferred code, no cleanup.
 			if err := cmd.Process.Kill(); err != nil {
-				return fmt.Errorf("demo: kill %s: %w", name, err)
+				return calls, fmt.Errorf("demo: kill %s: %w", name, err)
 			}
-			fmt.Fprintf(out, "[%s] ✗ killed with SIGKILL in the middle of step 3\n", name)
+			fmt.Fprintf(out, "[%s] ✗ killed with SIGKILL while the model was answering\n", name)
 		}
 	}
 	err = cmd.Wait()
 	if killed {
-		return nil
+		return calls, nil
 	}
 	if err != nil {
-		return fmt.Errorf("demo: %s: %w", name, err)
+		return calls, fmt.Errorf("demo: %s: %w", name, err)
 	}
-	return nil
+	return calls, nil
 }
 
-func printHistory(ctx context.Context, out io.Writer, db string) error {
-	st, err := sqlitestore.Open(db, nil)
+// report prints the run's outcome, its effects and its history.
+func report(ctx context.Context, out io.Writer, db string, calls int) error {
+	st, adb, closeDB, err := setup.Open(ctx, db)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	defer st.Close()
+	defer closeDB()
 	e, err := durable.New(st, nil)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
+	env, err := setup.New(ctx, e, adb, &setup.Config{NoDemoData: true, Logger: quiet()})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer env.Close()
 	info, err := e.Describe(ctx, WorkflowID)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	h, err := e.GetHistory(ctx, info.RunID)
+	fmt.Fprintf(out, "\nRun %s is %s.\n\n", info.WorkflowID, info.Status)
+	if err := env.PrintOutbox(ctx, out, time.Time{}); err != nil {
+		return err
+	}
+	if err := env.PrintLedger(ctx, out, time.Time{}); err != nil {
+		return err
+	}
+	recorded, err := modelAnswers(ctx, e)
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
-	fmt.Fprintf(out, "\nRun %s is %s. Its history:\n", info.RunID, info.Status)
-	for _, ev := range h.Events {
-		var d struct {
-			Name string `json:"name"`
-		}
-		_ = json.Unmarshal(ev.Data, &d) // the name is decoration only
-		fmt.Fprintf(out, "  %2d  %-18s %s\n", ev.ID, ev.Type, d.Name)
-	}
-	atts, err := e.ActivityAttempts(ctx, info.RunID)
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	fmt.Fprintf(out, "\nActivity attempts:\n")
-	for _, a := range atts {
-		msg := a.Outcome
-		if a.Error != "" {
-			msg += " (" + a.Error + ")"
-		}
-		fmt.Fprintf(out, "  step %d %-15s attempt %d on %-16s %s\n", a.Seq, a.ActivityType, a.Attempt, a.Owner, msg)
-	}
-	fmt.Fprintf(out, "\nSteps 1 and 2 ran once, step 3 ran again with the same idempotency key, and the email was sent once.\n")
+	fmt.Fprintf(out, "\nThe model was asked %d times by the two workers and %d answers are recorded:\n", calls, recorded)
+	fmt.Fprintf(out, "the answer recorded before the kill was not asked for again; only the call that was\n")
+	fmt.Fprintf(out, "in flight when the worker died was made again. One email, one charge.\n")
+	fmt.Fprintf(out, "Inspect the run with: keel history %s --db %s\n", WorkflowID, db)
 	return nil
 }
 
-// Ticket is the demo workflow's input.
-type Ticket struct {
-	CustomerID string `json:"customer_id"`
-	Question   string `json:"question"`
-}
-
-// Support is the demo's workflow: fetch a customer, search the knowledge
-// base, generate a reply with the offline model, send the email.
-type Support = durable.Workflow[Ticket, string]
-
-// Definitions returns the demo's workflow and its activities; the
-// activities narrate each step to out as it happens.
-func Definitions(out io.Writer) (*Support, []durable.Definition) {
-	say := func(ctx context.Context, step int, format string, args ...any) {
-		info, _ := durable.GetActivityInfo(ctx)
-		fmt.Fprintf(out, "%s%d → step %d %s (attempt %d, key %s)\n", stepMarker, step, step, fmt.Sprintf(format, args...), info.Attempt, info.IdempotencyKey)
+// modelAnswers counts the recorded model answers of the demo run and its
+// child runs (the support agent runs as a child).
+func modelAnswers(ctx context.Context, e *durable.Engine) (int, error) {
+	runs, _, err := e.ListRuns(ctx, &durable.ListOptions{Limit: 100})
+	if err != nil {
+		return 0, fmt.Errorf("demo: %w", err)
 	}
-	opts := &durable.ActivityOptions{StartToCloseTimeout: 3 * time.Second, RetryPolicy: durable.RetryPolicy{InitialInterval: 100 * time.Millisecond}}
-	fetch := durable.NewActivity("fetch-customer", func(ctx context.Context, id string) (string, error) {
-		say(ctx, 1, "fetch customer %s", id)
-		return "Ada Lovelace <ada@example.com>", nil
-	}, opts)
-	search := durable.NewActivity("search-kb", func(ctx context.Context, q string) (string, error) {
-		say(ctx, 2, "search the knowledge base for %q", q)
-		return "KB-12: passwords are reset from Settings → Security", nil
-	}, opts)
-	generate := durable.NewActivity("generate-reply", func(ctx context.Context, prompt string) (string, error) {
-		say(ctx, 3, "generate a reply with the offline model")
-		select { // the model thinks for a while
-		case <-time.After(1500 * time.Millisecond):
-		case <-ctx.Done():
-			return "", ctx.Err()
+	n := 0
+	for _, r := range runs {
+		if !strings.HasPrefix(r.WorkflowID, WorkflowID) {
+			continue
 		}
-		return "Hi Ada, you can reset your password from Settings → Security. [offline model]", nil
-	}, opts)
-	send := durable.NewActivity("send-email", func(ctx context.Context, body string) (string, error) {
-		say(ctx, 4, "send the email (shown, not sent): %q", body)
-		return "queued", nil
-	}, opts)
-	support := durable.NewWorkflow("support", func(ctx durable.Context, t Ticket) (string, error) {
-		customer, err := fetch.Run(ctx, t.CustomerID)
+		h, err := e.GetHistory(ctx, r.RunID)
 		if err != nil {
-			return "", err
+			return 0, fmt.Errorf("demo: %w", err)
 		}
-		article, err := search.Run(ctx, t.Question)
-		if err != nil {
-			return "", err
+		scheduled := map[int64]bool{}
+		for _, ev := range h.Events {
+			d, err := ev.Details()
+			if err != nil {
+				continue
+			}
+			switch ev.Type {
+			case durable.EventActivityScheduled:
+				if d.Name == modelActivity {
+					scheduled[d.Seq] = true
+				}
+			case durable.EventActivityCompleted:
+				if scheduled[d.Seq] {
+					n++
+				}
+			}
 		}
-		reply, err := generate.Run(ctx, customer+"\n"+t.Question+"\n"+article)
-		if err != nil {
-			return "", err
-		}
-		if _, err := send.Run(ctx, reply); err != nil {
-			return "", err
-		}
-		return reply, nil
-	})
-	return support, []durable.Definition{fetch, search, generate, send, support}
+	}
+	return n, nil
 }
+
+// modelActivity is the agent runtime's model-call activity.
+const modelActivity = "agent.model"
 
 // Worker runs one demo worker process: it starts the demo run, or finds it
 // running, and works until the run completes.
 func Worker(ctx context.Context, db string, out io.Writer) error {
-	st, err := sqlitestore.Open(db, nil)
+	st, adb, closeDB, err := setup.Open(ctx, db)
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
-	defer st.Close()
-	e, err := durable.New(st, &durable.Config{PollInterval: 100 * time.Millisecond, WorkflowTaskTimeout: 2 * time.Second})
+	defer closeDB()
+	e, err := durable.New(st, &durable.Config{PollInterval: 100 * time.Millisecond, WorkflowTaskTimeout: 2 * time.Second,
+		Logger: quiet()})
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
-	support, defs := Definitions(out)
-	e.MustRegister(defs...)
-	e.NewWorker(nil)
+	base, err := setup.ModelFromEnv()
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	model := &narrated{Model: base, out: out, delay: 700 * time.Millisecond}
+	cat, err := catalog.Register(ctx, e, adb, &catalog.Config{Model: model, Logger: quiet()})
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	defer cat.Env.Close()
+	for _, q := range cat.TaskQueues() {
+		e.NewWorker(&durable.WorkerOptions{TaskQueue: q})
+	}
 	if err := e.Start(ctx); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
 	defer func() { _ = e.Stop(context.Background()) }()
-	h, err := support.Start(ctx, e, Ticket{CustomerID: "cus_1042", Question: "How do I reset my password?"}, &durable.StartOptions{ID: WorkflowID})
+	h, err := cat.Support.Start(ctx, support.Request{TicketID: "T-1", Message: "I was charged twice"},
+		&durable.StartOptions{ID: WorkflowID})
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
 	if h.Created() {
 		fmt.Fprintf(out, "started run %s of workflow %s\n", h.RunID(), WorkflowID)
 	} else {
-		fmt.Fprintf(out, "found run %s of workflow %s already running; resuming it\n", h.RunID(), WorkflowID)
+		fmt.Fprintf(out, "found run %s of workflow %s running; resuming it\n", h.RunID(), WorkflowID)
 	}
-	reply, err := h.Result(ctx)
+	res, err := h.Result(ctx)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("worker: run did not finish in time: %w", err)
 		}
 		return fmt.Errorf("worker: %w", err)
 	}
-	fmt.Fprintf(out, "✓ run completed: %s\n", reply)
+	fmt.Fprintf(out, "✓ run completed: ticket %s %s → %s; fee %s\n", res.TicketID, res.StatusBefore, res.StatusAfter, res.Fee.Status)
+	fmt.Fprintf(out, "  agent's summary: %s\n", firstLine(res.Answer))
 	return nil
+}
+
+// narrated is a model that says when it is asked, and takes its time, so
+// that the demo can kill the worker while it answers.
+type narrated struct {
+	llm.Model
+	out   io.Writer
+	delay time.Duration
+}
+
+func (m *narrated) Chat(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+	// The turn is read from the conversation, so it is the same whichever
+	// worker makes the call.
+	turn := 1
+	for _, msg := range req.Messages {
+		if msg.Role == llm.RoleAssistant {
+			turn++
+		}
+	}
+	fmt.Fprintf(m.out, "%s%d → model call for turn %d: %d messages, %d tools offered\n", modelMarker, turn, turn, len(req.Messages), len(req.Tools))
+	select {
+	case <-time.After(m.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	resp, err := m.Model.Chat(ctx, req)
+	if err == nil && resp != nil {
+		var calls []string
+		for _, c := range resp.Message.ToolCalls {
+			calls = append(calls, c.Name)
+		}
+		if len(calls) > 0 {
+			fmt.Fprintf(m.out, "  ← the model asks for %s\n", strings.Join(calls, ", "))
+		} else {
+			fmt.Fprintf(m.out, "  ← the model answers: %s\n", firstLine(resp.Message.Content))
+		}
+	}
+	return resp, err
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	if len(s) > 110 {
+		s = s[:110] + "…"
+	}
+	return s
 }

@@ -329,15 +329,22 @@ func emailBody(conv *conversation) string {
 	if v, ok := conv.facts.str("name", "customer_name", "first_name"); ok {
 		name = v
 	}
+	if v, ok := customerName(conv); ok {
+		name = v
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\nHi %s,\n\nThank you for your message about %q.", Label, name, headline(conv.question, 80))
-	if len(conv.results) > 0 {
+	var found []string
+	for _, r := range conv.results {
+		if classify(llm.ToolSpec{Name: r.Name}) == classSend {
+			continue
+		}
+		found = append(found, findings(r)...)
+	}
+	if len(found) > 0 {
 		b.WriteString(" Here is what we found:\n")
-		for _, r := range conv.results {
-			if classify(llm.ToolSpec{Name: r.Name}) == classSend {
-				continue
-			}
-			fmt.Fprintf(&b, "- %s\n", summarize(r.Content))
+		for _, f := range found {
+			fmt.Fprintf(&b, "- %s\n", f)
 		}
 	} else {
 		b.WriteString("\n")
@@ -377,4 +384,95 @@ func structured(req *llm.Request, conv *conversation) (string, error) {
 		return "", &llm.Error{Kind: llm.KindInvalidResponse, Message: "offline: cannot build output for schema " + req.ResponseFormat.Name}
 	}
 	return string(out), nil
+}
+
+// customerName finds the customer's name in a lookup's result: the "name"
+// of its "customer" object, or of the result itself when that is a
+// customer (it has an email), rather than the first name anywhere, which
+// may be a contact's.
+func customerName(conv *conversation) (string, bool) {
+	for _, r := range conv.results {
+		var m map[string]any
+		if json.Unmarshal([]byte(r.Content), &m) != nil {
+			continue
+		}
+		if c, ok := m["customer"].(map[string]any); ok {
+			if n, ok := c["name"].(string); ok && n != "" {
+				return n, true
+			}
+		}
+		if _, hasEmail := m["email"]; hasEmail {
+			if n, ok := m["name"].(string); ok && n != "" {
+				return n, true
+			}
+		}
+	}
+	return "", false
+}
+
+// findings turns a tool result into the lines an email tells the customer:
+// the articles a search found (title and snippet); nothing for records the
+// customer knows (their own profile, their ticket); else a summary.
+func findings(r toolResult) []string {
+	var v any
+	if json.Unmarshal([]byte(r.Content), &v) != nil {
+		return []string{summarize(r.Content)}
+	}
+	var articles []any
+	switch x := v.(type) {
+	case []any:
+		articles = x
+	case map[string]any:
+		if list, ok := x["results"].([]any); ok {
+			articles = list
+		} else if _, ok := x["title"]; ok {
+			articles = []any{x}
+		} else if isRecordOrAck(x) {
+			return nil
+		} else {
+			return []string{summarize(r.Content)}
+		}
+	}
+	var out []string
+	for _, a := range articles {
+		m, ok := a.(map[string]any)
+		if !ok {
+			continue
+		}
+		title, _ := m["title"].(string)
+		if title == "" {
+			continue
+		}
+		line := fmt.Sprintf("our help-center article %q", title)
+		for _, k := range []string{"snippet", "body", "text", "content"} {
+			if snip, ok := m[k].(string); ok && snip != "" {
+				line += ": " + truncate(strings.Join(strings.Fields(strings.ReplaceAll(snip, "**", "")), " "), 160)
+				break
+			}
+		}
+		out = append(out, line)
+		if len(out) == 1 { // the most relevant article
+			break
+		}
+	}
+	return out
+}
+
+// isRecordOrAck reports whether a tool result is a record the customer
+// knows already (their profile, their ticket) or a bare acknowledgement,
+// none of which an email repeats.
+func isRecordOrAck(m map[string]any) bool {
+	for _, k := range []string{"customer", "ticket", "subject", "email"} {
+		if _, ok := m[k]; ok {
+			return true
+		}
+	}
+	for k := range m {
+		switch k {
+		case "ok", "status", "id", "updated":
+		default:
+			return false
+		}
+	}
+	return true
 }
