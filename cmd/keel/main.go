@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/keelhq/keel/appdb"
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/durable/store"
 	"github.com/keelhq/keel/durable/store/pgstore"
@@ -86,6 +87,7 @@ func redact(dsn string) string {
 }
 
 func workerCmd() *cobra.Command {
+	var examples bool
 	var (
 		db          string
 		queue       string
@@ -114,11 +116,33 @@ on as many machines, against one PostgreSQL database.`,
 				return err
 			}
 			e.MustRegister(knownDefinitionsTo(cmd.OutOrStdout())...)
-			e.NewWorker(&durable.WorkerOptions{TaskQueue: queue, MaxConcurrentWorkflowTasks: wfSlots, MaxConcurrentActivities: actSlots})
+			queues := []string{queue}
+			if examples {
+				// The example agents keel serve serves, so that extra
+				// workers share their work.
+				adb, err := appdb.Open(ctx, db)
+				if err != nil {
+					return err
+				}
+				defer adb.Close()
+				cat, err := catalog.Register(ctx, e, adb, &catalog.Config{Logger: logger})
+				if err != nil {
+					return fmt.Errorf("register the example agents: %w", err)
+				}
+				defer cat.Env.Close()
+				for _, q := range cat.TaskQueues() {
+					if q != queue {
+						queues = append(queues, q)
+					}
+				}
+			}
+			for _, q := range queues {
+				e.NewWorker(&durable.WorkerOptions{TaskQueue: q, MaxConcurrentWorkflowTasks: wfSlots, MaxConcurrentActivities: actSlots})
+			}
 			if err := e.Start(context.WithoutCancel(ctx)); err != nil {
 				return err
 			}
-			logger.Info("worker started", "db", redact(db), "task_queue", queue)
+			logger.Info("worker started", "db", redact(db), "task_queues", queues)
 			<-ctx.Done()
 			logger.Info("stopping: finishing in-flight tasks", "timeout", stopTimeout)
 			stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
@@ -132,6 +156,7 @@ on as many machines, against one PostgreSQL database.`,
 	cmd.Flags().IntVar(&actSlots, "activity-concurrency", 64, "activities run at once")
 	cmd.Flags().DurationVar(&pollEvery, "poll-interval", time.Second, "slow poll for work made runnable by other processes")
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long a graceful stop waits for in-flight tasks")
+	cmd.Flags().BoolVar(&examples, "examples", true, "also work for the example agents keel serve serves (support, salesfollowup, legalreview, dealdesk)")
 	cmd.Flags().DurationVar(&retention, "retention", 0, "delete runs closed longer than this ago, e.g. 720h (default: keep forever)")
 	return cmd
 }
