@@ -23,8 +23,9 @@ import (
 // started and closed, with their activity attempts and, for runs whose
 // activity results carry a usage object, model tokens and cost. These
 // counters describe the whole database, not only this process: scrape one
-// server per database. Task queue depth and task latency are not visible
-// through the engine's API and are not exported.
+// server per database. Each task queue's depth (ready and leased tasks)
+// and latency (how long its oldest ready task has waited) come from
+// Engine.QueueStats at each scrape.
 type metrics struct {
 	reg *prometheus.Registry
 
@@ -110,6 +111,8 @@ type observer struct {
 	tokens    *prometheus.CounterVec
 	cost      *prometheus.CounterVec
 	truncated prometheus.Counter
+	depth     *prometheus.GaugeVec
+	latency   *prometheus.GaugeVec
 }
 
 const (
@@ -151,11 +154,18 @@ func newObserver(e *durable.Engine) *observer {
 		truncated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keel_metrics_scan_truncated_total", Help: "Scrapes that stopped reading runs at the per-scrape limit.",
 		}),
+		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "keel_task_queue_depth", Help: "Tasks per task queue, by kind (workflow, activity) and state (ready: waiting for a worker; leased: being worked on).",
+		}, []string{"task_queue", "kind", "state"}),
+		latency: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "keel_task_queue_latency_seconds", Help: "How long the oldest ready task of a task queue has waited for a worker, by kind; 0 when none waits.",
+		}, []string{"task_queue", "kind"}),
 	}
 }
 
 func (o *observer) collectors() []prometheus.Collector {
-	return []prometheus.Collector{o.started, o.closed, o.running, o.attempts, o.failures, o.tokens, o.cost, o.truncated}
+	return []prometheus.Collector{o.started, o.closed, o.running, o.attempts, o.failures, o.tokens, o.cost, o.truncated,
+		o.depth, o.latency}
 }
 
 // Describe implements prometheus.Collector.
@@ -171,6 +181,7 @@ func (o *observer) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	o.observe(ctx)
+	o.observeQueues(ctx)
 	for _, c := range o.collectors() {
 		c.Collect(ch)
 	}
@@ -363,4 +374,25 @@ func usageOf(data json.RawMessage) (Usage, bool) {
 		return Usage{}, false
 	}
 	return u, true
+}
+
+// observeQueues reads the task queues' depths and the age of their oldest
+// ready task.
+func (o *observer) observeQueues(ctx context.Context) {
+	stats, err := o.e.QueueStats(ctx)
+	if err != nil {
+		return
+	}
+	o.depth.Reset()
+	o.latency.Reset()
+	now := time.Now()
+	for _, s := range stats {
+		o.depth.WithLabelValues(s.TaskQueue, s.Kind, "ready").Set(float64(s.Ready))
+		o.depth.WithLabelValues(s.TaskQueue, s.Kind, "leased").Set(float64(s.Leased))
+		age := 0.0
+		if !s.OldestReady.IsZero() {
+			age = max(0, now.Sub(s.OldestReady).Seconds())
+		}
+		o.latency.WithLabelValues(s.TaskQueue, s.Kind).Set(age)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/keelhq/keel/durable"
 )
 
 // A run's page is its audit trail: every event, each activity attempt with
@@ -99,6 +101,13 @@ func TestMetrics(t *testing.T) {
 		require.Contains(t, m, want)
 	}
 	require.NotContains(t, m, `keel_runs_running{workflow_type="waiter"} 1`)
+	// A run on a queue that no worker polls waits there: the queue's depth
+	// and latency show it.
+	_, err := b.e.StartWorkflow(t.Context(), "waiter", nil, &durable.StartOptions{ID: "stuck", TaskQueue: "unpolled"})
+	require.NoError(t, err)
+	m = metrics()
+	require.Contains(t, m, `keel_task_queue_depth{kind="workflow",state="ready",task_queue="unpolled"} 1`)
+	require.Contains(t, m, `keel_task_queue_latency_seconds{kind="workflow",task_queue="unpolled"}`)
 	// A second scrape counts nothing twice.
 	require.Contains(t, metrics(), `keel_runs_closed_total{status="completed",workflow_type="waiter"} 1`)
 }
