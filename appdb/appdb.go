@@ -61,7 +61,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("appdb: open sqlite %s: %w", dsn, err)
 	}
-	if err := sdb.PingContext(ctx); err != nil {
+	if err := sqlitestore.WaitReady(ctx, sdb); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("appdb: open sqlite %s: %w", dsn, err)
 	}

@@ -104,6 +104,10 @@ func Open(path string, cfg *Config) (*Store, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
+	if err := WaitReady(context.Background(), db); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	s, err := New(db, cfg)
 	if err != nil {
 		_ = db.Close()
