@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/keelhq/keel/internal/failpoint"
 )
 
 // Kind is what a ledger entry records.
@@ -105,12 +107,18 @@ func paramsHash(v any) string {
 // ErrIdempotencyMismatch.
 func (s *Service) begin(ctx context.Context, e *Entry, hash string) (*Entry, error) {
 	now := s.now().UnixMicro()
+	if err := failpoint.Inject("billing.ledger.before"); err != nil {
+		return nil, fmt.Errorf("billing: %s %s: write ledger: %w", e.Kind, e.Key, err)
+	}
 	_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO billing_ledger (`+entryColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '', 0, 0, ?, ?)
 		ON CONFLICT (ledger_key) DO NOTHING`),
 		e.Key, string(e.Kind), string(StatusPending), hash, e.Customer, e.Amount, e.Currency, e.Description,
 		e.PaymentMethod, e.Target, now, now)
 	if err != nil {
+		return nil, fmt.Errorf("billing: %s %s: write ledger: %w", e.Kind, e.Key, err)
+	}
+	if err := failpoint.Inject("billing.ledger.after"); err != nil {
 		return nil, fmt.Errorf("billing: %s %s: write ledger: %w", e.Kind, e.Key, err)
 	}
 	got, storedHash, err := s.get(ctx, e.Key)
@@ -193,6 +201,9 @@ type outcome struct {
 // settle records the outcome of a pending entry and returns the entry as
 // stored. When another attempt settled it first, its outcome stands.
 func (s *Service) settle(ctx context.Context, e *Entry, o outcome) (*Entry, error) {
+	if err := failpoint.Inject("billing.ledger.settle.before"); err != nil {
+		return nil, fmt.Errorf("billing: %s %s: record outcome %s (%s): %w", e.Kind, e.Key, o.status, o.stripeID, err)
+	}
 	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE billing_ledger
 		SET status = ?, stripe_id = ?, stripe_status = ?, error_code = ?, error_message = ?,
 		    amount = CASE WHEN CAST(? AS BIGINT) > 0 THEN ? ELSE amount END,
@@ -201,6 +212,9 @@ func (s *Service) settle(ctx context.Context, e *Entry, o outcome) (*Entry, erro
 		string(o.status), o.stripeID, o.stripeStatus, string(o.code), o.message,
 		o.amount, o.amount, boolInt(o.reconciled), s.now().UnixMicro(), e.Key, string(StatusPending))
 	if err != nil {
+		return nil, fmt.Errorf("billing: %s %s: record outcome %s (%s): %w", e.Kind, e.Key, o.status, o.stripeID, err)
+	}
+	if err := failpoint.Inject("billing.ledger.settle.after"); err != nil {
 		return nil, fmt.Errorf("billing: %s %s: record outcome %s (%s): %w", e.Kind, e.Key, o.status, o.stripeID, err)
 	}
 	got, _, err := s.get(ctx, e.Key)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keelhq/keel/appdb"
 	"github.com/keelhq/keel/durable"
+	"github.com/keelhq/keel/internal/failpoint"
 )
 
 // Limits on what a decision may carry: it travels to the workflow in a
@@ -103,8 +104,14 @@ func (s *Service) decide(ctx context.Context, approvalID string, in DecideInput)
 	}
 
 	voteID := uuid.NewString()
+	if err := failpoint.Inject("hitl.decide.before"); err != nil {
+		return nil, err
+	}
 	if err := s.commitVote(ctx, approvalID, voteID, in, nonce, now); err != nil {
 		return nil, err
+	}
+	if err := failpoint.Inject("hitl.decide.after"); err != nil {
+		return nil, err // the vote is committed; Run delivers it
 	}
 	// The vote is final now: deliver it and read the result even if the
 	// caller gives up (a client that disconnects).
