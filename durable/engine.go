@@ -298,7 +298,7 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 		return RunInfo{}, fmt.Errorf("start %s: %w: input is %d bytes, limit %d", name, ErrPayloadTooLarge, len(input), e.limits.MaxPayloadBytes)
 	}
 	if len(input) > 0 && !json.Valid(input) {
-		return RunInfo{}, fmt.Errorf("start %s: input is not valid JSON", name)
+		return RunInfo{}, fmt.Errorf("start %s: %w: input is not valid JSON", name, ErrInvalidPayload)
 	}
 	o := StartOptions{}
 	if opts != nil {
@@ -468,7 +468,7 @@ func (e *Engine) Signal(ctx context.Context, workflowID, name string, payload js
 		return fmt.Errorf("signal %s: %w: %d bytes", name, ErrPayloadTooLarge, len(payload))
 	}
 	if len(payload) > 0 && !json.Valid(payload) {
-		return fmt.Errorf("signal %s: payload is not valid JSON", name)
+		return fmt.Errorf("signal %s: %w: payload is not valid JSON", name, ErrInvalidPayload)
 	}
 	o := SignalOptions{}
 	if opts != nil {

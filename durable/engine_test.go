@@ -501,7 +501,10 @@ func TestBadInput(t *testing.T) {
 		require.ErrorIs(t, err, durable.ErrUnknownWorkflow)
 
 		_, err = start(`{"item": `)
+		require.ErrorIs(t, err, durable.ErrInvalidPayload)
 		require.ErrorContains(t, err, "not valid JSON")
+		_, err = start(strings.Repeat("[", 20_000) + strings.Repeat("]", 20_000))
+		require.ErrorIs(t, err, durable.ErrInvalidPayload, "nested too deeply")
 
 		_, err = start(`"` + strings.Repeat("x", 3<<20) + `"`)
 		require.ErrorIs(t, err, durable.ErrPayloadTooLarge)

@@ -23,6 +23,9 @@ var (
 	ErrUnknownWorkflow = errors.New("durable: unknown workflow")
 	// ErrUnknownActivity: no activity of that name is registered.
 	ErrUnknownActivity = errors.New("durable: unknown activity")
+	// ErrInvalidPayload: an input, signal payload or query or update
+	// argument is not valid JSON (malformed, or nested too deeply).
+	ErrInvalidPayload = errors.New("durable: invalid payload")
 	// ErrPayloadTooLarge: an encoded payload exceeds Limits.MaxPayloadBytes.
 	ErrPayloadTooLarge = errors.New("durable: payload too large")
 	// ErrHistoryTooLarge: a run's history exceeded Limits.FailEvents or

@@ -39,7 +39,7 @@ func SetQueryHandler[A, R any](ctx Context, name string, fn func(args A) (R, err
 // handler for.
 func (e *Engine) Query(ctx context.Context, workflowID, name string, args json.RawMessage) (json.RawMessage, error) {
 	if len(args) > 0 && !json.Valid(args) {
-		return nil, fmt.Errorf("query %s: arguments are not valid JSON", name)
+		return nil, fmt.Errorf("query %s: %w: arguments are not valid JSON", name, ErrInvalidPayload)
 	}
 	r, err := e.store.GetLatestRun(ctx, workflowID)
 	if err != nil {

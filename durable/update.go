@@ -78,7 +78,7 @@ func (e *Engine) Update(ctx context.Context, workflowID, name string, args json.
 		return nil, fmt.Errorf("update %s: %w: %d bytes", name, ErrPayloadTooLarge, len(args))
 	}
 	if len(args) > 0 && !json.Valid(args) {
-		return nil, fmt.Errorf("update %s: arguments are not valid JSON", name)
+		return nil, fmt.Errorf("update %s: %w: arguments are not valid JSON", name, ErrInvalidPayload)
 	}
 	o := UpdateOptions{}
 	if opts != nil {
