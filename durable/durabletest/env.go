@@ -206,7 +206,7 @@ func Result[Out any](t testing.TB, env *Env, h *durable.Handle[Out]) (Out, error
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), env.timeout)
 	defer cancel()
-	stop := env.skipWhileWaiting(ctx)
+	stop := env.skipWhileWaiting(ctx, h.RunID())
 	out, err := h.Result(ctx)
 	stop()
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
@@ -297,8 +297,9 @@ func (env *Env) Advance(t testing.TB, d time.Duration) {
 }
 
 // skipWhileWaiting moves the clock to the next wake-up whenever the store
-// is idle, until ctx ends or the returned stop is called.
-func (env *Env) skipWhileWaiting(ctx context.Context) (stop func()) {
+// is idle and run runID is still open, until ctx ends or the returned stop
+// is called.
+func (env *Env) skipWhileWaiting(ctx context.Context, runID string) (stop func()) {
 	if !env.skip {
 		return func() {}
 	}
@@ -307,7 +308,7 @@ func (env *Env) skipWhileWaiting(ctx context.Context) (stop func()) {
 	go func() {
 		defer close(done)
 		for {
-			env.skipOnce(ctx)
+			env.skipOnce(ctx, runID)
 			select {
 			case <-ctx.Done():
 				return
@@ -318,13 +319,19 @@ func (env *Env) skipWhileWaiting(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// skipOnce jumps the clock to the next wake-up if every run waits for time.
-func (env *Env) skipOnce(ctx context.Context) {
+// skipOnce jumps the clock to the next wake-up if every run waits for time
+// and the run the test waits for has not closed: once it has, the other
+// runs' timers (a sleeper's three days) are not the test's to fire.
+func (env *Env) skipOnce(ctx context.Context, runID string) {
 	env.mu.Lock()
 	defer env.mu.Unlock()
 	now := env.Clock.Now()
 	idle, next, err := env.idle.Idle(ctx, now)
 	if err != nil || !idle || !next.After(now) {
+		return
+	}
+	// Read after Idle: a run seen open here was open, and idle, then.
+	if info, err := env.Engine.DescribeRun(ctx, runID); err != nil || info.Status != durable.StatusRunning {
 		return
 	}
 	env.Clock.Set(next)
