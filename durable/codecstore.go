@@ -22,10 +22,11 @@ type Codec interface {
 // codecStore runs every opaque byte field the engine writes through a
 // Codec: history event data (inputs, results, failures, signal and update
 // arguments, markers), inbox items, activity inputs and heartbeat details,
-// run inputs, results and failures, and the failure messages kept with a
-// run's last failed task and with each activity attempt. Types, names,
-// IDs, task queues and times stay readable: they are what the store
-// indexes on.
+// run inputs, results, failures and memos, and the failure messages kept
+// with a run's last failed task and with each activity attempt. Types,
+// names, IDs, task queues, times and search attributes stay readable: they
+// are what the store indexes and filters on, so secrets do not belong in
+// search attributes.
 type codecStore struct {
 	store.Store
 	c Codec
