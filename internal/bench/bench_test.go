@@ -207,9 +207,11 @@ func TestSleepersSmall(t *testing.T) {
 	}
 	require.Equal(t, 66.0, r.Extra["sleeping"])
 	// Start, first task (which starts the timer), the fire, the task
-	// that runs on it; the probes have only the first two so far.
+	// that runs on it; the probes have only the first two so far. A task
+	// that no local worker had room to take at once costs a claim of its
+	// own, so under load up to 6.
 	require.GreaterOrEqual(t, r.TxPerWorkflow, 2.0)
-	require.LessOrEqual(t, r.TxPerWorkflow, 4.0)
+	require.LessOrEqual(t, r.TxPerWorkflow, 6.0)
 }
 
 func TestPercentile(t *testing.T) {
