@@ -294,12 +294,28 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 	t.Parallel()
 	t.Run(onSQLite, func(t *testing.T) {
 		t.Parallel()
-		crashAtEveryBoundary(t, onSQLite, reliability.Pick(3, 20))
+		crashAtEveryBoundary(t, onSQLite, seedsPerFailpoint(3))
 	})
 	t.Run(onPostgres, func(t *testing.T) {
 		t.Parallel()
-		crashAtEveryBoundary(t, onPostgres, reliability.Pick(1, 20))
+		crashAtEveryBoundary(t, onPostgres, seedsPerFailpoint(1))
 	})
+}
+
+// seedsEnv overrides the number of seeds per failpoint of either profile.
+const seedsEnv = "KEEL_CRASHALL_SEEDS"
+
+// fullSeeds is the full profile's seeds per failpoint on each store: with
+// the 40 failpoints the workload crosses, 4,600 kills per store.
+const fullSeeds = 115
+
+// seedsPerFailpoint returns the seeds per failpoint: ci under the CI
+// profile, fullSeeds under the full one, or what seedsEnv says.
+func seedsPerFailpoint(ci int) int {
+	if n, err := strconv.Atoi(os.Getenv(seedsEnv)); err == nil && n > 0 {
+		return n
+	}
+	return reliability.Pick(ci, fullSeeds)
 }
 
 func crashAtEveryBoundary(t *testing.T, kind string, seeds int) {

@@ -45,7 +45,8 @@
 //
 // The CI profile (the default) runs 3 seeds per failpoint on SQLite and 1
 // on Postgres, and 500 workflows per store for the ambiguous commits;
-// KEEL_RELIABILITY=full runs 20 seeds and 10,000 workflows on each store.
+// KEEL_RELIABILITY=full runs 115 seeds and 10,000 workflows on each store.
+// KEEL_CRASHALL_SEEDS overrides the seeds per failpoint of either profile.
 // RELIABILITY.md at the repository root records the figures.
 //
 // TestTwoProcessesOpenANewSQLiteFile reproduces a bug the suite found: two
