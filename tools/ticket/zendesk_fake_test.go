@@ -29,6 +29,7 @@ type fakeZendesk struct {
 	nextID   int64
 	nextCmt  int64
 	puts     int
+	requests map[string]int // "METHOD /path" → count
 	perPage  int
 	apiEmail string
 	apiToken string
@@ -76,7 +77,7 @@ func newFakeZendesk(t *testing.T) *fakeZendesk {
 	t.Helper()
 	ext := func(s string) *string { return &s }
 	f := &fakeZendesk{
-		t: t, tickets: map[int64]*fzTicket{}, created: map[string]int64{},
+		t: t, tickets: map[int64]*fzTicket{}, created: map[string]int64{}, requests: map[string]int{},
 		nextID: 100, nextCmt: 1000, perPage: 2, apiEmail: zdEmail, apiToken: zdToken,
 		now: time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC),
 		users: []fzUser{
@@ -91,6 +92,9 @@ func newFakeZendesk(t *testing.T) *fakeZendesk {
 	mux.HandleFunc("GET /api/v2/tickets/{id}/comments.json", f.getComments)
 	mux.HandleFunc("POST /api/v2/tickets.json", f.postTicket)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.requests[r.Method+" "+r.URL.Path]++
+		f.mu.Unlock()
 		user, pass, ok := r.BasicAuth()
 		if !ok || user != f.apiEmail+"/token" || pass != f.apiToken {
 			f.json(w, http.StatusUnauthorized, map[string]any{"error": "Couldn't authenticate you"})
@@ -365,6 +369,22 @@ func (f *fakeZendesk) putCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.puts
+}
+
+// requestCount returns how many requests the server received with the
+// method and path (without the query).
+func (f *fakeZendesk) requestCount(method, path string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests[method+" "+path]
+}
+
+// tags returns a ticket's tags.
+func (f *fakeZendesk) tags(id string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, _ := strconv.ParseInt(id, 10, 64)
+	return slices.Clone(f.tickets[n].Tags)
 }
 
 // setStatus sets a ticket's raw Zendesk status, as an agent in Zendesk's
