@@ -19,6 +19,7 @@ import (
 	"github.com/keelhq/keel/appdb"
 	"github.com/keelhq/keel/billing"
 	"github.com/keelhq/keel/billing/stripefake"
+	"github.com/keelhq/keel/internal/crashtest"
 	"github.com/keelhq/keel/internal/testdb"
 )
 
@@ -31,7 +32,7 @@ var (
 
 func TestMain(m *testing.M) {
 	if os.Getenv(crashHelperEnv) != "" {
-		os.Exit(crashHelperMain())
+		os.Exit(crashtest.HelperMain(60*time.Second, crashHelper))
 	}
 	stop := startStripeMock()
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/keelhq/keel/billing/stripefake"
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/durable/store/sqlitestore"
+	"github.com/keelhq/keel/internal/crashtest"
 	"github.com/keelhq/keel/tools"
 )
 
@@ -148,34 +147,21 @@ const (
 	crashModeEnv   = "KEEL_BILLING_CRASH_MODE"
 )
 
-// killingTransport SIGKILLs the process around the first PaymentIntent
-// request: before it is sent, or once Stripe's answer has arrived (before
-// the ledger records it).
-type killingTransport struct {
-	mode string
-	next http.RoundTripper
-}
-
-func (k *killingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	charge := r.Method == http.MethodPost && r.URL.Path == "/v1/payment_intents"
-	if charge && k.mode == "before-send" {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+// chargeKiller is the transport of the crash helper's Stripe client: it
+// SIGKILLs the process before the first PaymentIntent request is sent
+// ("before-send"), or once Stripe's answer has arrived, before the ledger
+// records it ("after-accept").
+func chargeKiller(mode string) http.RoundTripper {
+	charge := func(r *http.Request) bool {
+		return r.Method == http.MethodPost && r.URL.Path == "/v1/payment_intents"
 	}
-	resp, err := k.next.RoundTrip(r)
-	if charge && k.mode == "after-accept" && err == nil && resp.StatusCode == http.StatusOK {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	return &crashtest.KillingTransport{
+		BeforeFunc: func(r *http.Request) bool { return mode == "before-send" && charge(r) },
+		AfterFunc: func(r *http.Request, resp *http.Response) bool {
+			return mode == "after-accept" && charge(r) && resp.StatusCode == http.StatusOK
+		},
+		Next: &http.Transport{DisableKeepAlives: true},
 	}
-	return resp, err
-}
-
-func crashHelperMain() int {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := crashHelper(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "crash helper:", err)
-		return 1
-	}
-	return 0
 }
 
 func crashHelper(ctx context.Context) error {
@@ -186,12 +172,9 @@ func crashHelper(ctx context.Context) error {
 	}
 	defer db.Close()
 	svc, err := billing.New(ctx, db, &billing.Config{
-		APIBase:   os.Getenv(crashStripeEnv),
-		SecretKey: stripefake.SecretKey,
-		HTTPClient: &http.Client{Transport: &killingTransport{
-			mode: os.Getenv(crashModeEnv),
-			next: &http.Transport{DisableKeepAlives: true},
-		}},
+		APIBase:    os.Getenv(crashStripeEnv),
+		SecretKey:  stripefake.SecretKey,
+		HTTPClient: &http.Client{Transport: chargeKiller(os.Getenv(crashModeEnv))},
 	})
 	if err != nil {
 		return err
@@ -209,21 +192,11 @@ func crashHelper(ctx context.Context) error {
 	wf := durable.NewWorkflow("resolve", func(ctx durable.Context, customer string) (string, error) {
 		return charge.Run(ctx, customer)
 	})
-	st, err := sqlitestore.Open(path, nil)
+	e, stop, err := crashtest.StartEngine(ctx, path, charge, wf)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	e, err := durable.New(st, &durable.Config{PollInterval: 50 * time.Millisecond, WorkflowTaskTimeout: time.Second})
-	if err != nil {
-		return err
-	}
-	e.MustRegister(charge, wf)
-	e.NewWorker(nil)
-	if err := e.Start(ctx); err != nil {
-		return err
-	}
-	defer e.Stop(context.Background())
+	defer stop()
 	pi, err := wf.Run(ctx, e, "cus_ada", &durable.StartOptions{ID: "ticket-1"})
 	if err != nil {
 		return err
@@ -232,12 +205,10 @@ func crashHelper(ctx context.Context) error {
 	return nil
 }
 
-func runCrashHelper(t *testing.T, db, stripeURL, mode string) (string, error) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashHelperEnv+"=1", crashDBEnv+"="+db, crashStripeEnv+"="+stripeURL, crashModeEnv+"="+mode)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+// crashEnv is the crash helper's environment: the engine's database, the
+// fake Stripe and where to die ("" for nowhere).
+func crashEnv(db, stripeURL, mode string) []string {
+	return []string{crashHelperEnv + "=1", crashDBEnv + "=" + db, crashStripeEnv + "=" + stripeURL, crashModeEnv + "=" + mode}
 }
 
 func TestCrash(t *testing.T) {
@@ -250,9 +221,7 @@ func TestCrash(t *testing.T) {
 			t.Cleanup(fake.Close)
 			fake.AddCustomer("cus_ada", "pm_card_visa")
 
-			out, err := runCrashHelper(t, path, fake.URL, mode)
-			require.Error(t, err, out)
-			require.Equal(t, "signal: killed", err.Error(), out)
+			crashtest.RequireKilled(t, crashEnv(path, fake.URL, mode)...)
 
 			db, err := appdb.Open(t.Context(), path)
 			require.NoError(t, err)
@@ -268,8 +237,7 @@ func TestCrash(t *testing.T) {
 				require.Len(t, fake.Charges(), 1, "Stripe charged before the kill")
 			}
 
-			out, err = runCrashHelper(t, path, fake.URL, "")
-			require.NoError(t, err, out)
+			out := crashtest.RequireSuccess(t, crashEnv(path, fake.URL, "")...)
 			charges := fake.Charges()
 			require.Len(t, charges, 1, "exactly one charge after the resume")
 			require.Contains(t, out, "charged: "+charges[0].ID)

@@ -7,11 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,13 +18,13 @@ import (
 
 	"github.com/keelhq/keel/appdb"
 	"github.com/keelhq/keel/durable"
-	"github.com/keelhq/keel/durable/store/sqlitestore"
+	"github.com/keelhq/keel/internal/crashtest"
 	"github.com/keelhq/keel/tools/crm"
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv(crashHelperEnv) != "" {
-		os.Exit(crashHelperMain())
+		os.Exit(crashtest.HelperMain(60*time.Second, crashHelper))
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -68,44 +66,27 @@ type syncParams struct {
 	Note     string       `json:"note"`
 }
 
-// killingTransport SIGKILLs the process before the customer's PUT is sent,
-// or once the note's POST has been answered 201 Created.
-type killingTransport struct {
-	mode string
-	next http.RoundTripper
-}
-
-func (k *killingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	upsert := r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/customers/")
-	note := r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/notes")
-	if upsert && k.mode == "before-send" {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+// crmKiller is the transport of the crash helper's CRM client: it SIGKILLs
+// the process before the customer's PUT is sent ("before-send"), or once
+// the note's POST has been answered 201 Created ("after-accept").
+func crmKiller(mode string) http.RoundTripper {
+	return &crashtest.KillingTransport{
+		BeforeFunc: func(r *http.Request) bool {
+			return mode == "before-send" && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/customers/")
+		},
+		AfterFunc: func(r *http.Request, resp *http.Response) bool {
+			return mode == "after-accept" && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/notes") &&
+				resp.StatusCode == http.StatusCreated
+		},
+		Next: &http.Transport{DisableKeepAlives: true},
 	}
-	resp, err := k.next.RoundTrip(r)
-	if note && k.mode == "after-accept" && err == nil && resp.StatusCode == http.StatusCreated {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	}
-	return resp, err
-}
-
-func crashHelperMain() int {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := crashHelper(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "crash helper:", err)
-		return 1
-	}
-	return 0
 }
 
 func crashHelper(ctx context.Context) error {
 	client, err := crm.NewClient(&crm.ClientConfig{
-		BaseURL: os.Getenv(crashCRMEnv),
-		Token:   testToken,
-		HTTPClient: &http.Client{Transport: &killingTransport{
-			mode: os.Getenv(crashModeEnv),
-			next: &http.Transport{DisableKeepAlives: true},
-		}},
+		BaseURL:    os.Getenv(crashCRMEnv),
+		Token:      testToken,
+		HTTPClient: &http.Client{Transport: crmKiller(os.Getenv(crashModeEnv))},
 	})
 	if err != nil {
 		return err
@@ -133,21 +114,11 @@ func crashHelper(ctx context.Context) error {
 	wf := durable.NewWorkflow("onboard", func(ctx durable.Context, p syncParams) (int64, error) {
 		return syncCustomer.Run(ctx, p)
 	})
-	st, err := sqlitestore.Open(os.Getenv(crashDBEnv), nil)
+	e, stop, err := crashtest.StartEngine(ctx, os.Getenv(crashDBEnv), syncCustomer, wf)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	e, err := durable.New(st, &durable.Config{PollInterval: 50 * time.Millisecond, WorkflowTaskTimeout: time.Second})
-	if err != nil {
-		return err
-	}
-	e.MustRegister(syncCustomer, wf)
-	e.NewWorker(nil)
-	if err := e.Start(ctx); err != nil {
-		return err
-	}
-	defer e.Stop(context.Background())
+	defer stop()
 	id, err := wf.Run(ctx, e, syncParams{Customer: crashCustomer(), Note: crashNote}, &durable.StartOptions{ID: "onboard-1"})
 	if err != nil {
 		return err
@@ -156,12 +127,10 @@ func crashHelper(ctx context.Context) error {
 	return nil
 }
 
-func runCrashHelper(t *testing.T, db, crmURL, mode string) (string, error) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashHelperEnv+"=1", crashDBEnv+"="+db, crashCRMEnv+"="+crmURL, crashModeEnv+"="+mode)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+// crashEnv is the crash helper's environment: the engine's database, the
+// CRM and where to die ("" for nowhere).
+func crashEnv(db, crmURL, mode string) []string {
+	return []string{crashHelperEnv + "=1", crashDBEnv + "=" + db, crashCRMEnv + "=" + crmURL, crashModeEnv + "=" + mode}
 }
 
 // requestLog counts the requests a server received, by method and path.
@@ -231,9 +200,7 @@ func TestCrash(t *testing.T) {
 				postNote    = "/customers/cus_grace/notes"
 			)
 
-			out, err := runCrashHelper(t, engineDB, crmURL, mode)
-			require.Error(t, err, out)
-			require.Equal(t, "signal: killed", err.Error(), out)
+			crashtest.RequireKilled(t, crashEnv(engineDB, crmURL, mode)...)
 			if mode == "before-send" {
 				require.Zero(t, log.total(), "killed before the first request")
 				require.Zero(t, countRows(t, db, "crm_customers"))
@@ -243,8 +210,7 @@ func TestCrash(t *testing.T) {
 				require.Equal(t, 1, countRows(t, db, "crm_notes"), "the CRM added the note before the kill")
 			}
 
-			out, err = runCrashHelper(t, engineDB, crmURL, "")
-			require.NoError(t, err, out)
+			out := crashtest.RequireSuccess(t, crashEnv(engineDB, crmURL, "")...)
 
 			// The resumed attempt sent both requests (again, after an
 			// accepted call).

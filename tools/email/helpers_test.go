@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/keelhq/keel/appdb"
+	"github.com/keelhq/keel/internal/crashtest"
 	"github.com/keelhq/keel/internal/testdb"
 	"github.com/keelhq/keel/tools/email"
 	"github.com/keelhq/keel/tools/email/sendgridfake"
@@ -20,7 +21,7 @@ import (
 
 func TestMain(m *testing.M) {
 	if os.Getenv(crashHelperEnv) != "" {
-		os.Exit(crashHelperMain())
+		os.Exit(crashtest.HelperMain(60*time.Second, crashHelper))
 	}
 	goleak.VerifyTestMain(m)
 }

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/keelhq/keel/appdb"
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/durable/store/sqlitestore"
+	"github.com/keelhq/keel/internal/crashtest"
 	"github.com/keelhq/keel/tools"
 	"github.com/keelhq/keel/tools/email"
 	"github.com/keelhq/keel/tools/email/sendgridfake"
@@ -111,33 +110,17 @@ const (
 	crashPolicyEnv   = "KEEL_EMAIL_CRASH_POLICY"
 )
 
-// killingTransport SIGKILLs the process around the first send: before the
-// request is sent, or once SendGrid's 202 has arrived (before the outbox
-// records it).
-type killingTransport struct {
-	mode string
-	next http.RoundTripper
-}
-
-func (k *killingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if k.mode == "before-send" {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+// sendKiller is the transport of the crash helper's SendGrid client: it
+// SIGKILLs the process before the first send leaves ("before-send"), or once
+// SendGrid's 202 has arrived, before the outbox records it ("after-accept").
+func sendKiller(mode string) http.RoundTripper {
+	return &crashtest.KillingTransport{
+		BeforeFunc: func(*http.Request) bool { return mode == "before-send" },
+		AfterFunc: func(_ *http.Request, resp *http.Response) bool {
+			return mode == "after-accept" && resp.StatusCode == http.StatusAccepted
+		},
+		Next: &http.Transport{DisableKeepAlives: true},
 	}
-	resp, err := k.next.RoundTrip(r)
-	if k.mode == "after-accept" && err == nil && resp.StatusCode == http.StatusAccepted {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	}
-	return resp, err
-}
-
-func crashHelperMain() int {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := crashHelper(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "crash helper:", err)
-		return 1
-	}
-	return 0
 }
 
 func crashHelper(ctx context.Context) error {
@@ -148,14 +131,11 @@ func crashHelper(ctx context.Context) error {
 	}
 	defer db.Close()
 	svc, err := email.New(ctx, db, &email.Config{
-		APIKey:    sendgridfake.APIKey,
-		BaseURL:   os.Getenv(crashSendGridEnv),
-		From:      sender,
-		OnUnknown: email.UnknownPolicy(os.Getenv(crashPolicyEnv)),
-		HTTPClient: &http.Client{Transport: &killingTransport{
-			mode: os.Getenv(crashModeEnv),
-			next: &http.Transport{DisableKeepAlives: true},
-		}},
+		APIKey:     sendgridfake.APIKey,
+		BaseURL:    os.Getenv(crashSendGridEnv),
+		From:       sender,
+		OnUnknown:  email.UnknownPolicy(os.Getenv(crashPolicyEnv)),
+		HTTPClient: &http.Client{Transport: sendKiller(os.Getenv(crashModeEnv))},
 	})
 	if err != nil {
 		return err
@@ -178,21 +158,11 @@ func crashHelper(ctx context.Context) error {
 		}
 		return status, err
 	})
-	st, err := sqlitestore.Open(path, nil)
+	e, stop, err := crashtest.StartEngine(ctx, path, send, wf)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	e, err := durable.New(st, &durable.Config{PollInterval: 50 * time.Millisecond, WorkflowTaskTimeout: time.Second})
-	if err != nil {
-		return err
-	}
-	e.MustRegister(send, wf)
-	e.NewWorker(nil)
-	if err := e.Start(ctx); err != nil {
-		return err
-	}
-	defer e.Stop(context.Background())
+	defer stop()
 	out, err := wf.Run(ctx, e, "ada@example.com", &durable.StartOptions{ID: "ticket-1"})
 	if err != nil {
 		return err
@@ -201,13 +171,12 @@ func crashHelper(ctx context.Context) error {
 	return nil
 }
 
-func runCrashHelper(t *testing.T, db, url, mode, policy string) (string, error) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashHelperEnv+"=1", crashDBEnv+"="+db, crashSendGridEnv+"="+url,
-		crashModeEnv+"="+mode, crashPolicyEnv+"="+policy)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+// crashEnv is the crash helper's environment: the engine's database, the
+// fake SendGrid, where to die ("" for nowhere) and the unknown-outcome
+// policy.
+func crashEnv(db, url, mode, policy string) []string {
+	return []string{crashHelperEnv + "=1", crashDBEnv + "=" + db, crashSendGridEnv + "=" + url,
+		crashModeEnv + "=" + mode, crashPolicyEnv + "=" + policy}
 }
 
 func TestCrash(t *testing.T) {
@@ -230,9 +199,7 @@ func TestCrash(t *testing.T) {
 			fake := sendgridfake.NewServer()
 			t.Cleanup(fake.Close)
 
-			out, err := runCrashHelper(t, path, fake.URL, tc.mode, string(tc.policy))
-			require.Error(t, err, out)
-			require.Equal(t, "signal: killed", err.Error(), out)
+			crashtest.RequireKilled(t, crashEnv(path, fake.URL, tc.mode, string(tc.policy))...)
 			db, err := appdb.Open(t.Context(), path)
 			require.NoError(t, err)
 			t.Cleanup(func() { db.Close() })
@@ -247,8 +214,7 @@ func TestCrash(t *testing.T) {
 			}
 			require.Len(t, fake.Sent(), before)
 
-			out, err = runCrashHelper(t, path, fake.URL, "", string(tc.policy))
-			require.NoError(t, err, out)
+			out := crashtest.RequireSuccess(t, crashEnv(path, fake.URL, "", string(tc.policy))...)
 			require.Contains(t, out, "result: "+tc.result)
 			require.Len(t, fake.Sent(), tc.sent)
 			m, err := svc.Get(t.Context(), list[0].Key)

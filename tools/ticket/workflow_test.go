@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,14 +16,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/keelhq/keel/durable"
-	"github.com/keelhq/keel/durable/store/sqlitestore"
+	"github.com/keelhq/keel/internal/crashtest"
 	"github.com/keelhq/keel/tools"
 	"github.com/keelhq/keel/tools/ticket"
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv(crashHelperEnv) != "" {
-		os.Exit(crashHelperMain())
+		os.Exit(crashtest.HelperMain(60*time.Second, crashHelper))
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -52,42 +50,26 @@ const (
 // crashReply is the comment the crash helper's workflow adds.
 const crashReply = "We refunded the duplicate payment of $49."
 
-// killingTransport SIGKILLs the process around the first ticket update:
-// before the PUT is sent, or once Zendesk's 200 has arrived.
-type killingTransport struct {
-	mode string
-	next http.RoundTripper
-}
-
-func (k *killingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	update := r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/api/v2/tickets/")
-	if update && k.mode == "before-send" {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+// updateKiller is the transport of the crash helper's Zendesk client: it
+// SIGKILLs the process before the first ticket update's PUT is sent
+// ("before-send"), or once Zendesk's 200 has arrived ("after-accept").
+func updateKiller(mode string) http.RoundTripper {
+	update := func(r *http.Request) bool {
+		return r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/api/v2/tickets/")
 	}
-	resp, err := k.next.RoundTrip(r)
-	if update && k.mode == "after-accept" && err == nil && resp.StatusCode == http.StatusOK {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	return &crashtest.KillingTransport{
+		BeforeFunc: func(r *http.Request) bool { return mode == "before-send" && update(r) },
+		AfterFunc: func(r *http.Request, resp *http.Response) bool {
+			return mode == "after-accept" && update(r) && resp.StatusCode == http.StatusOK
+		},
+		Next: &http.Transport{DisableKeepAlives: true},
 	}
-	return resp, err
-}
-
-func crashHelperMain() int {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := crashHelper(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "crash helper:", err)
-		return 1
-	}
-	return 0
 }
 
 func crashHelper(ctx context.Context) error {
 	z, err := ticket.NewZendesk(&ticket.ZendeskConfig{
 		BaseURL: os.Getenv(crashZendeskEnv), Email: zdEmail, APIToken: zdToken,
-		HTTPClient: &http.Client{Transport: &killingTransport{
-			mode: os.Getenv(crashModeEnv),
-			next: &http.Transport{DisableKeepAlives: true},
-		}},
+		HTTPClient: &http.Client{Transport: updateKiller(os.Getenv(crashModeEnv))},
 	})
 	if err != nil {
 		return err
@@ -103,21 +85,11 @@ func crashHelper(ctx context.Context) error {
 		}
 		return update.Run(ctx, tools.Call{ID: "call_1", Name: ticket.UpdateToolName, Arguments: string(args)}, nil)
 	})
-	st, err := sqlitestore.Open(os.Getenv(crashDBEnv), nil)
+	e, stop, err := crashtest.StartEngine(ctx, os.Getenv(crashDBEnv), update.Definition(), wf)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	e, err := durable.New(st, &durable.Config{PollInterval: 50 * time.Millisecond, WorkflowTaskTimeout: time.Second})
-	if err != nil {
-		return err
-	}
-	e.MustRegister(update.Definition(), wf)
-	e.NewWorker(nil)
-	if err := e.Start(ctx); err != nil {
-		return err
-	}
-	defer e.Stop(context.Background())
+	defer stop()
 	id := os.Getenv(crashTicketEnv)
 	r, err := wf.Run(ctx, e, id, &durable.StartOptions{ID: "solve-" + id})
 	if err != nil {
@@ -134,13 +106,11 @@ func crashHelper(ctx context.Context) error {
 	return nil
 }
 
-func runCrashHelper(t *testing.T, db, zendeskURL, id, mode string) (string, error) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashHelperEnv+"=1", crashDBEnv+"="+db, crashZendeskEnv+"="+zendeskURL,
-		crashTicketEnv+"="+id, crashModeEnv+"="+mode)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+// crashEnv is the crash helper's environment: the engine's database,
+// the fake Zendesk, the ticket to solve and where to die ("" for nowhere).
+func crashEnv(db, zendeskURL, id, mode string) []string {
+	return []string{crashHelperEnv + "=1", crashDBEnv + "=" + db, crashZendeskEnv + "=" + zendeskURL,
+		crashTicketEnv + "=" + id, crashModeEnv + "=" + mode}
 }
 
 func TestCrash(t *testing.T) {
@@ -156,9 +126,7 @@ func TestCrash(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "keel.db")
 			ticketPath := "/api/v2/tickets/" + tk.ID + ".json"
 
-			out, err := runCrashHelper(t, path, f.srv.URL, tk.ID, mode)
-			require.Error(t, err, out)
-			require.Equal(t, "signal: killed", err.Error(), out)
+			crashtest.RequireKilled(t, crashEnv(path, f.srv.URL, tk.ID, mode)...)
 			cs, err := z.Comments(t.Context(), tk.ID)
 			require.NoError(t, err)
 			if mode == "before-send" {
@@ -170,8 +138,7 @@ func TestCrash(t *testing.T) {
 			}
 			gets := f.requestCount(http.MethodGet, ticketPath)
 
-			out, err = runCrashHelper(t, path, f.srv.URL, tk.ID, "")
-			require.NoError(t, err, out)
+			out := crashtest.RequireSuccess(t, crashEnv(path, f.srv.URL, tk.ID, "")...)
 			require.Contains(t, out, "status: solved")
 
 			// The resumed attempt read the ticket; after an accepted PUT it
