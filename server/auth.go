@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -116,16 +117,34 @@ func (s *Server) auth(scope Scope) func(http.Handler) http.Handler {
 }
 
 // loopbackOnlyWithoutKeys refuses requests from other hosts when the
-// server has no key store, whatever address it listens on.
+// server has no key store, whatever address it listens on. It also
+// refuses requests addressed to a name other than a loopback one (or
+// Config.BaseURL's host): a web page whose DNS name its author points at
+// 127.0.0.1 (DNS rebinding) reaches the server from the victim's browser
+// over a loopback connection, as a same-origin request that reads the
+// answers.
 func (s *Server) loopbackOnlyWithoutKeys(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Keys == nil && !isLoopbackHost(r.RemoteAddr) {
+		if s.cfg.Keys == nil && (!isLoopbackHost(r.RemoteAddr) || !s.localHostHeader(r.Host)) {
 			s.problem(w, r, &Problem{Status: http.StatusForbidden, Code: CodeForbidden,
-				Detail: "this server has no API keys and serves loopback clients only"})
+				Detail: "this server has no API keys: it serves only loopback clients that address it as localhost or a loopback IP"})
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// localHostHeader reports whether a request's Host names this machine:
+// empty (HTTP/1.0), a loopback name or IP, or Config.BaseURL's host.
+func (s *Server) localHostHeader(host string) bool {
+	if host == "" || isLoopbackHost(host) {
+		return true
+	}
+	if s.cfg.BaseURL == "" {
+		return false
+	}
+	u, err := url.Parse(s.cfg.BaseURL)
+	return err == nil && strings.EqualFold(host, u.Host)
 }
 
 // Browser sessions: a cookie holding the key ID and an expiry, signed

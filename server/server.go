@@ -46,8 +46,10 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// Keys authenticates API keys. Optional: without it the server does no
 	// authentication, every request acts as the local operator ("local")
-	// with every scope, requests from other hosts are refused, and Serve
-	// refuses to listen on anything but a loopback address. Do not put
+	// with every scope, requests from other hosts are refused, so are
+	// requests whose Host is not a loopback name or IP or BaseURL's host
+	// (DNS rebinding), and Serve refuses to listen on anything but a
+	// loopback address. Do not put
 	// such a server behind a proxy on the same machine: every request
 	// would look local.
 	Keys *KeyStore
@@ -361,7 +363,7 @@ func IsLoopback(addr net.Addr) bool {
 func isLoopbackHost(hostport string) bool {
 	host, _, err := net.SplitHostPort(hostport)
 	if err != nil {
-		host = hostport
+		host = strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
 	}
 	if strings.EqualFold(host, "localhost") {
 		return true
