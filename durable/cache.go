@@ -11,27 +11,48 @@ import (
 // is not cached holds no goroutine, and replays from history when its next
 // task comes.
 type runCache struct {
-	mu    sync.Mutex
-	size  int
-	ll    *list.List
-	items map[string]*list.Element
+	mu         sync.Mutex
+	size       int
+	ll         *list.List
+	items      map[string]*list.Element
+	byWorkflow map[string]string // workflow ID → run ID of the last run of it cached
 }
 
 func newRunCache(size int) *runCache {
-	return &runCache{size: size, ll: list.New(), items: map[string]*list.Element{}}
+	return &runCache{size: size, ll: list.New(), items: map[string]*list.Element{}, byWorkflow: map[string]string{}}
 }
 
 // take removes and returns the cached run, or nil.
 func (c *runCache) take(runID string) *runState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.remove(runID)
+}
+
+// takeWorkflow removes and returns the cached run of a workflow ID, or nil.
+func (c *runCache) takeWorkflow(workflowID string) *runState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	runID, ok := c.byWorkflow[workflowID]
+	if !ok {
+		return nil
+	}
+	return c.remove(runID)
+}
+
+// remove removes and returns a cached run, or nil; c.mu is held.
+func (c *runCache) remove(runID string) *runState {
 	el, ok := c.items[runID]
 	if !ok {
 		return nil
 	}
 	c.ll.Remove(el)
 	delete(c.items, runID)
-	return el.Value.(*runState)
+	rs := el.Value.(*runState)
+	if c.byWorkflow[rs.info.WorkflowID] == runID {
+		delete(c.byWorkflow, rs.info.WorkflowID)
+	}
+	return rs
 }
 
 // put caches a run, evicting the least recently used beyond the size.
@@ -42,17 +63,13 @@ func (c *runCache) put(rs *runState) {
 	}
 	var evicted []*runState
 	c.mu.Lock()
-	if el, ok := c.items[rs.info.RunID]; ok {
-		c.ll.Remove(el)
-		evicted = append(evicted, el.Value.(*runState))
+	if old := c.remove(rs.info.RunID); old != nil {
+		evicted = append(evicted, old)
 	}
 	c.items[rs.info.RunID] = c.ll.PushFront(rs)
+	c.byWorkflow[rs.info.WorkflowID] = rs.info.RunID
 	for c.ll.Len() > c.size {
-		el := c.ll.Back()
-		c.ll.Remove(el)
-		old := el.Value.(*runState)
-		delete(c.items, old.info.RunID)
-		evicted = append(evicted, old)
+		evicted = append(evicted, c.remove(c.ll.Back().Value.(*runState).info.RunID))
 	}
 	c.mu.Unlock()
 	for _, old := range evicted {
@@ -86,6 +103,7 @@ func (c *runCache) purge() {
 		all = append(all, el.Value.(*runState))
 	}
 	c.items = map[string]*list.Element{}
+	c.byWorkflow = map[string]string{}
 	c.ll.Init()
 	c.mu.Unlock()
 	for _, rs := range all {

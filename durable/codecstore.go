@@ -135,8 +135,17 @@ func (s *codecStore) encCreate(p store.CreateRunParams) (store.CreateRunParams, 
 		}
 	}
 	var err error
-	p.Timers, err = s.encTimers(p.Timers)
-	return p, err
+	if p.Timers, err = s.encTimers(p.Timers); err != nil {
+		return p, err
+	}
+	if p.FirstTask != nil {
+		first, err := s.encWorkflowCommit(*p.FirstTask)
+		if err != nil {
+			return p, err
+		}
+		p.FirstTask = &first
+	}
+	return p, nil
 }
 
 func (s *codecStore) decRun(r *store.Run) error {
@@ -273,6 +282,9 @@ func (s *codecStore) CreateRun(ctx context.Context, p store.CreateRunParams) (st
 	if res.Task != nil {
 		err = s.decWorkflowTask(res.Task)
 	}
+	for i := 0; err == nil && i < len(res.Activities); i++ {
+		err = s.decActivity(&res.Activities[i])
+	}
 	return res, err
 }
 
@@ -376,6 +388,37 @@ func (s *codecStore) CompleteActivityWithWorkflowTask(ctx context.Context, p sto
 		return store.CompleteWorkflowTaskResult{}, err
 	}
 	res, err := s.Store.CompleteActivityWithWorkflowTask(ctx, p)
+	for i := 0; err == nil && i < len(res.Activities); i++ {
+		err = s.decActivity(&res.Activities[i])
+	}
+	return res, err
+}
+
+// SignalWithWorkflowTask encodes the signal and the commit, and decodes
+// the leased activities.
+func (s *codecStore) SignalWithWorkflowTask(ctx context.Context, p store.SignalWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	var err error
+	if err = s.encAll(&p.Signal.Item.Data); err != nil {
+		return store.CompleteWorkflowTaskResult{}, err
+	}
+	if p.Workflow, err = s.encWorkflowCommit(p.Workflow); err != nil {
+		return store.CompleteWorkflowTaskResult{}, err
+	}
+	res, err := s.Store.SignalWithWorkflowTask(ctx, p)
+	for i := 0; err == nil && i < len(res.Activities); i++ {
+		err = s.decActivity(&res.Activities[i])
+	}
+	return res, err
+}
+
+// FireTimerWithWorkflowTask encodes the commit and decodes the leased
+// activities.
+func (s *codecStore) FireTimerWithWorkflowTask(ctx context.Context, p store.FireTimerWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	var err error
+	if p.Workflow, err = s.encWorkflowCommit(p.Workflow); err != nil {
+		return store.CompleteWorkflowTaskResult{}, err
+	}
+	res, err := s.Store.FireTimerWithWorkflowTask(ctx, p)
 	for i := 0; err == nil && i < len(res.Activities); i++ {
 		err = s.decActivity(&res.Activities[i])
 	}

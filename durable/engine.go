@@ -129,6 +129,8 @@ type Engine struct {
 	logger *slog.Logger
 	limits Limits
 	cache  *runCache
+	// localTimers indexes the soon-due timers of cached runs.
+	localTimers localTimers
 
 	mu         sync.Mutex
 	workflows  map[string]*workflowDef
@@ -325,14 +327,10 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 	if w != nil && !w.tryAcquire(w.wfSem) {
 		w = nil
 	}
-	var eager *store.EagerLease
-	if w != nil {
-		eager = e.eagerLease()
-	}
 	start := store.Event{ID: 1, Type: EventWorkflowStarted, Time: now, Data: mustMarshal(&eventData{
 		Name: name, WorkflowID: o.ID, TaskQueue: o.TaskQueue, Input: input,
 	})}
-	res, err := e.store.CreateRun(ctx, store.CreateRunParams{
+	cp := store.CreateRunParams{
 		RunID:            runID,
 		WorkflowID:       o.ID,
 		WorkflowType:     name,
@@ -341,15 +339,31 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 		StartEvent:       start,
 		ReusePolicy:      o.IDReusePolicy,
 		Now:              now,
-		Eager:            eager,
 		SearchAttributes: search,
 		Memo:             memo,
-	})
+	}
+	var (
+		res   store.CreateRunResult
+		done  bool
+		local bool // the first task ran here, in the start's commit
+	)
 	if w != nil {
-		if err == nil && res.Task != nil {
-			w.dispatchNewRunTask(*res.Task, start)
-		} else {
+		if res, done, err = w.startWithFirstTask(ctx, cp); done {
+			local = true
 			<-w.wfSem
+		}
+	}
+	if !done {
+		if w != nil {
+			cp.Eager = e.eagerLease()
+		}
+		res, err = e.store.CreateRun(ctx, cp)
+		if w != nil {
+			if err == nil && res.Task != nil {
+				w.dispatchNewRunTask(*res.Task, start)
+			} else {
+				<-w.wfSem
+			}
 		}
 	}
 	if err != nil {
@@ -360,7 +374,7 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 	}
 	info := runInfo(res.Run)
 	info.Created = res.Created
-	if res.Created && res.Task == nil {
+	if res.Created && res.Task == nil && !local {
 		e.notifyQueue(o.TaskQueue)
 	}
 	return info, nil
@@ -482,6 +496,12 @@ func (e *Engine) Signal(ctx context.Context, workflowID, name string, payload js
 	}
 	if o.RunID == "" {
 		p.WorkflowID = workflowID
+	}
+	if done, err := e.signalCached(ctx, workflowID, p); done {
+		if err != nil {
+			return fmt.Errorf("signal %s: %w", name, e.runErr(err, workflowID))
+		}
+		return nil
 	}
 	run, err := e.store.Signal(ctx, p)
 	for range 3 {

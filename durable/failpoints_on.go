@@ -185,7 +185,14 @@ func commitVariants(p *store.CompleteWorkflowTaskParams) []string {
 }
 
 func (s *fpStore) CreateRun(ctx context.Context, p store.CreateRunParams) (store.CreateRunResult, error) {
-	return fpWrite1("store.CreateRun", nil, func() (store.CreateRunResult, error) {
+	var variants []string
+	if p.FirstTask != nil {
+		variants = append(variants, "first_task")
+		if p.FirstTask.Close != nil {
+			variants = append(variants, "first_task.close")
+		}
+	}
+	return fpWrite1("store.CreateRun", variants, func() (store.CreateRunResult, error) {
 		return s.Store.CreateRun(ctx, p)
 	}, func(r store.CreateRunResult) bool { return r.Created })
 }
@@ -221,6 +228,18 @@ func (s *fpStore) CompleteActivityTask(ctx context.Context, p store.CompleteActi
 func (s *fpStore) CompleteActivityWithWorkflowTask(ctx context.Context, p store.CompleteActivityWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
 	return fpWrite1("store.CompleteActivityWithWorkflowTask", commitVariants(&p.Workflow), func() (store.CompleteWorkflowTaskResult, error) {
 		return s.Store.CompleteActivityWithWorkflowTask(ctx, p)
+	}, nil)
+}
+
+func (s *fpStore) SignalWithWorkflowTask(ctx context.Context, p store.SignalWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	return fpWrite1("store.SignalWithWorkflowTask", commitVariants(&p.Workflow), func() (store.CompleteWorkflowTaskResult, error) {
+		return s.Store.SignalWithWorkflowTask(ctx, p)
+	}, nil)
+}
+
+func (s *fpStore) FireTimerWithWorkflowTask(ctx context.Context, p store.FireTimerWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	return fpWrite1("store.FireTimerWithWorkflowTask", commitVariants(&p.Workflow), func() (store.CompleteWorkflowTaskResult, error) {
+		return s.Store.FireTimerWithWorkflowTask(ctx, p)
 	}, nil)
 }
 

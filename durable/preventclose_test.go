@@ -73,6 +73,13 @@ func (s *injector) ClaimWorkflowTasks(ctx context.Context, p store.ClaimParams) 
 	return tasks, err
 }
 
+// SignalWithWorkflowTask refuses the fast path (as a store does for a run
+// that is not idle), so that signals reach the run through a claimed task,
+// after which inject runs.
+func (s *injector) SignalWithWorkflowTask(context.Context, store.SignalWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	return store.CompleteWorkflowTaskResult{}, store.ErrRunBusy
+}
+
 // A signal that arrives while the task that closes the run is running
 // makes the close wait: the task runs again with it.
 func TestSignalDuringClosingTaskPreventsClose(t *testing.T) {

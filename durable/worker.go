@@ -337,6 +337,92 @@ func (e *Engine) eagerLease() *store.EagerLease {
 	return &store.EagerLease{Owner: e.cfg.Identity, LeaseUntil: e.clock.Now().Add(e.cfg.WorkflowTaskTimeout)}
 }
 
+// startWithFirstTask starts a run in one commit with its first workflow
+// task, which it runs here, on the start event alone, before anything is
+// written: nobody can know of the run yet, so nothing but the start can be
+// in its inbox. The caller holds a wfSem slot. done is false when the task
+// cannot be committed that way (it starts children, makes external
+// requests, continues as new, or its code failed); nothing was written
+// then, and the caller starts the run the ordinary way, whose task runs the
+// code again and handles the outcome as always.
+func (w *Worker) startWithFirstTask(ctx context.Context, p store.CreateRunParams) (res store.CreateRunResult, done bool, err error) {
+	e := w.e
+	if !w.track(&w.wfWG) {
+		return res, false, nil
+	}
+	defer w.wfWG.Done()
+	def := e.workflowDef(p.WorkflowType)
+	rs := newRunState(e, def, store.Run{
+		RunID: p.RunID, WorkflowID: p.WorkflowID, WorkflowType: p.WorkflowType, TaskQueue: p.TaskQueue,
+		Status: store.StatusRunning, Input: p.Input, HistoryLen: 1, HistoryBytes: int64(len(p.StartEvent.Data)),
+		SearchAttributes: p.SearchAttributes, Memo: p.Memo, CreatedAt: p.Now, UpdatedAt: p.Now,
+	})
+	if !w.idleCommittable(rs, rs.replay([]store.Event{p.StartEvent})) {
+		return res, false, nil
+	}
+	err = e.commitOnce(ctx, rs, w.taskParams(rs, "", 1), func(ctx context.Context, first store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+		p.FirstTask = &first
+		var err error
+		if res, err = e.store.CreateRun(ctx, p); err == nil && !res.Created {
+			err = errNotCreated
+		}
+		return store.CompleteWorkflowTaskResult{Activities: res.Activities}, err
+	})
+	if errors.Is(err, errNotCreated) {
+		err = nil // the workflow ID's running run is in res
+	}
+	return res, true, err
+}
+
+// errNotCreated stops commitOnce when CreateRun found the workflow ID
+// running: nothing was written.
+var errNotCreated = errors.New("run not created")
+
+// signalCached is the fast path of a signal to a run cached in this
+// process, idle between tasks, whose task queue has a local worker with
+// room: the workflow task the signal wakes runs here at once, and the
+// signal and the task's commands are committed in one transaction
+// (store.SignalWithWorkflowTask). done is false when nothing was written
+// and the caller signals the ordinary way: the run is not cached here, is
+// not idle in the store, has taken the request ID before, or its task
+// cannot be committed so.
+func (e *Engine) signalCached(ctx context.Context, workflowID string, p store.SignalParams) (done bool, err error) {
+	var rs *runState
+	if p.RunID != "" {
+		rs = e.cache.take(p.RunID)
+	} else {
+		rs = e.cache.takeWorkflow(workflowID)
+	}
+	if rs == nil {
+		return false, nil
+	}
+	w := e.localWorker(rs.info.TaskQueue)
+	if w == nil || !w.tryAcquire(w.wfSem) {
+		e.cache.put(rs)
+		return false, nil
+	}
+	defer func() { <-w.wfSem }()
+	if !w.track(&w.wfWG) {
+		rs.close()
+		return false, nil
+	}
+	defer w.wfWG.Done()
+	base := rs.historyLen
+	if !w.idleCommittable(rs, rs.applyInbox([]store.InboxItem{{Type: p.Item.Type, Data: p.Item.Data, Time: p.Now}})) {
+		return false, nil
+	}
+	p.RunID, p.WorkflowID = rs.info.RunID, ""
+	// One attempt only: after an error the outcome is unknown, and signalling
+	// again the ordinary way could deliver the signal twice.
+	err = e.commitOnce(ctx, rs, w.taskParams(rs, "", base), func(ctx context.Context, tp store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+		return e.store.SignalWithWorkflowTask(ctx, store.SignalWithWorkflowTaskParams{Signal: p, Workflow: tp})
+	})
+	if errors.Is(err, store.ErrRunBusy) {
+		return false, nil
+	}
+	return true, err
+}
+
 // runWorkflowTask executes one workflow task: it restores the run (from the
 // cache or by replay of its history: history if not nil, else read from
 // the store), applies the inbox, and commits the outcome.
@@ -438,6 +524,37 @@ func (w *Worker) taskParams(rs *runState, token string, expectedLen int64) store
 func (w *Worker) commitTask(ctx context.Context, rs *runState, p store.CompleteWorkflowTaskParams,
 	write func(context.Context, store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error)) error {
 	e := w.e
+	return e.commitOnce(ctx, rs, p, func(ctx context.Context, p store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+		var res store.CompleteWorkflowTaskResult
+		err := e.retryWrite(ctx, "complete workflow task", func() error {
+			var err error
+			res, err = write(ctx, p)
+			return err
+		})
+		return res, err
+	})
+}
+
+// commitOnce is commitTask without retries: write is called once.
+func (e *Engine) commitOnce(ctx context.Context, rs *runState, p store.CompleteWorkflowTaskParams,
+	write func(context.Context, store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error)) error {
+	eager := e.leaseEagerActivities(rs, &p)
+	res, err := write(ctx, p)
+	if err != nil {
+		releaseEager(eager)
+		rs.close()
+		return err
+	}
+	e.afterCommit(rs, eager, res)
+	return nil
+}
+
+// leaseEagerActivities takes a slot of a local worker for each activity
+// that rs's task schedules on a queue this process serves and has room
+// for, and asks p to lease those activities to this process (eager
+// dispatch). The caller gives the slots back with releaseEager if the
+// commit fails, or hands them to afterCommit.
+func (e *Engine) leaseEagerActivities(rs *runState, p *store.CompleteWorkflowTaskParams) map[int64]*Worker {
 	eager := map[int64]*Worker{}
 	if rs.closeRun == nil {
 		for _, a := range rs.activities {
@@ -448,24 +565,26 @@ func (w *Worker) commitTask(ctx context.Context, rs *runState, p store.CompleteW
 		}
 		p.EagerOwner = e.cfg.Identity
 	}
-	var res store.CompleteWorkflowTaskResult
-	err := e.retryWrite(ctx, "complete workflow task", func() error {
-		var err error
-		res, err = write(ctx, p)
-		return err
-	})
-	if err != nil {
-		for _, aw := range eager {
-			<-aw.acSem
-		}
-		rs.close()
-		return err
+	return eager
+}
+
+// releaseEager gives back the slots of leaseEagerActivities.
+func releaseEager(eager map[int64]*Worker) {
+	for _, aw := range eager {
+		<-aw.acSem
 	}
+}
+
+// afterCommit runs once rs's task has committed with result res: it caches
+// the run (or closes it), dispatches the activities leased to this process
+// and wakes whoever else must act.
+func (e *Engine) afterCommit(rs *runState, eager map[int64]*Worker, res store.CompleteWorkflowTaskResult) {
 	// Cache the run before its activities start, so that one finishing at
 	// once finds it (the fast path of completeActivity). rs belongs to the
 	// cache from here on.
 	runID, queue := rs.info.RunID, rs.info.TaskQueue
-	scheduled, timers, closed := rs.activities, len(rs.timers), rs.closeRun != nil
+	scheduled, newTimers, closed := rs.activities, rs.timers, rs.closeRun != nil
+	timers := len(newTimers)
 	var closedRun *store.Run // what this commit closed the run as, for its waiters
 	if cl := rs.closeRun; cl != nil && cl.Status != store.StatusContinuedAsNew {
 		closedRun = &store.Run{RunID: runID, Status: cl.Status, Result: cl.Result, Failure: cl.Failure}
@@ -475,6 +594,9 @@ func (w *Worker) commitTask(ctx context.Context, rs *runState, p store.CompleteW
 	} else {
 		rs.resetOutput()
 		e.cache.put(rs)
+		if timers > 0 {
+			e.localTimers.add(runID, newTimers, e.clock.Now())
+		}
 	}
 	for _, a := range res.Activities {
 		if aw := eager[a.Seq]; aw != nil {
@@ -501,7 +623,6 @@ func (w *Worker) commitTask(ctx context.Context, rs *runState, p store.CompleteW
 	if res.Pending {
 		e.notifyQueue(queue)
 	}
-	return nil
 }
 
 // runOnCompletion is the fast path for an activity whose run is cached here:
@@ -513,20 +634,7 @@ func (w *Worker) commitTask(ctx context.Context, rs *runState, p store.CompleteW
 func (w *Worker) runOnCompletion(ctx context.Context, rs *runState, ap store.CompleteActivityTaskParams) (done bool, err error) {
 	e := w.e
 	base := rs.historyLen
-	if err := rs.applyInbox([]store.InboxItem{{Type: ap.Item.Type, Data: ap.Item.Data, Time: ap.Now}}); err != nil {
-		// A panic or non-determinism: an ordinary task records it.
-		rs.close()
-		return false, nil
-	}
-	if err := w.checkLimits(rs); err != nil {
-		rs.close()
-		return false, nil
-	}
-	if len(rs.startChildren) > 0 || len(rs.externalReqs) > 0 ||
-		(rs.closeRun != nil && rs.closeRun.Status == store.StatusContinuedAsNew) {
-		// Their answers come back through the run's own inbox, which needs
-		// a workflow task: an ordinary task runs it again from history.
-		rs.close()
+	if !w.idleCommittable(rs, rs.applyInbox([]store.InboxItem{{Type: ap.Item.Type, Data: ap.Item.Data, Time: ap.Now}})) {
 		return false, nil
 	}
 	p := w.taskParams(rs, "", base)
@@ -537,6 +645,24 @@ func (w *Worker) runOnCompletion(ctx context.Context, rs *runState, ap store.Com
 		return false, nil
 	}
 	return true, err
+}
+
+// idleCommittable reports whether the task that rs has just run on an
+// input (applyErr is the outcome of applying it) can be committed without
+// a workflow task of its own, as the fast paths commit it. It cannot when
+// the code failed (a panic or non-determinism, which an ordinary task
+// records), the history is over its limits, or the task starts children,
+// makes external requests or continues as new (their answers come back
+// through the run's own inbox, which needs a workflow task). It closes rs
+// when it answers false: an ordinary task runs the input again from
+// history.
+func (w *Worker) idleCommittable(rs *runState, applyErr error) bool {
+	if applyErr != nil || w.checkLimits(rs) != nil || len(rs.startChildren) > 0 || len(rs.externalReqs) > 0 ||
+		(rs.closeRun != nil && rs.closeRun.Status == store.StatusContinuedAsNew) {
+		rs.close()
+		return false
+	}
+	return true
 }
 
 // checkLimits warns about a large history, and returns ErrHistoryTooLarge
@@ -920,6 +1046,7 @@ func (e *Engine) applyRetention(ctx context.Context, now time.Time) {
 // fireDue fires timers and handles activity timeouts that are due now.
 func (e *Engine) fireDue(ctx context.Context, due bool) {
 	const batch = 256
+	e.fireLocalTimers(ctx)
 	woke := due
 	for {
 		queues, err := e.store.FireTimers(ctx, e.clock.Now(), batch)

@@ -26,6 +26,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -212,6 +213,23 @@ type CreateRunParams struct {
 	// Memo is stored with the run and returned as Run.Memo, as is: it is
 	// not indexed.
 	Memo []byte
+	// FirstTask, when set, is the run's first workflow task, which the
+	// caller has already run on StartEvent alone. It is committed in the
+	// same transaction as the run, as CompleteActivityWithWorkflowTask
+	// commits its Workflow: there is no lease (Token and InboxUpTo are
+	// ignored), ExpectedHistoryLen must be 1, and it must not start
+	// children, make external requests or continue as new. Its eager
+	// activities are leased as in CompleteWorkflowTask and returned in
+	// CreateRunResult.Activities. The run is left with no workflow task
+	// row (or closed, when FirstTask closes it). Eager, History, Inbox and
+	// Parent must be unset with it; otherwise the call fails, with an
+	// error other than ErrWorkflowIDInUse, and writes nothing. When no
+	// run is created, nothing of FirstTask is written either.
+	//
+	// It saves the start a commit: the run is started and its first task
+	// committed in one transaction. Nobody can have seen the run before,
+	// so nobody else can have written to its inbox.
+	FirstTask *CompleteWorkflowTaskParams
 }
 
 // ChildStart starts a child run when a workflow task commits.
@@ -275,6 +293,9 @@ type CreateRunResult struct {
 	// Task is the leased first workflow task when Eager was set and the run
 	// created; its Inbox is empty.
 	Task *WorkflowTask
+	// Activities are FirstTask's eagerly leased activity tasks, as
+	// CompleteWorkflowTaskResult.Activities.
+	Activities []ActivityTask
 }
 
 // ClaimParams asks for up to Limit runnable tasks on one task queue.
@@ -490,6 +511,41 @@ type CompleteActivityWithWorkflowTaskParams struct {
 	Workflow CompleteWorkflowTaskParams
 }
 
+// SignalWithWorkflowTaskParams records a signal and, in the same
+// transaction, the workflow task that the engine already ran on it: the
+// fast path for a signal sent in the process where its run is cached,
+// which saves the signal's own commit, the workflow task's claim and its
+// commit apart.
+type SignalWithWorkflowTaskParams struct {
+	// Signal is accepted as by Signal, addressed by its RunID (required;
+	// WorkflowID is ignored), except that its Item is not written to the
+	// inbox: Workflow.Events holds it. Its RequestID, when set, is
+	// recorded for the run.
+	Signal SignalParams
+	// Workflow is committed as CompleteActivityWithWorkflowTask commits
+	// its Workflow: no lease, the run running and idle with exactly
+	// ExpectedHistoryLen events; no children, external requests or
+	// continue-as-new. Its RunID must be Signal.RunID.
+	Workflow CompleteWorkflowTaskParams
+}
+
+// FireTimerWithWorkflowTaskParams fires one timer and, in the same
+// transaction, commits the workflow task that the engine already ran on
+// it: the fast path for a timer of a run cached in the process whose timer
+// loop finds it due, which saves the fire's own commit, the workflow task's
+// claim and its commit apart.
+type FireTimerWithWorkflowTaskParams struct {
+	// Seq is the timer of Workflow.RunID to fire: it must exist and be due
+	// at Workflow.Now. It is deleted; its item is not written to the inbox
+	// (Workflow.Events holds it).
+	Seq int64
+	// Workflow is committed as CompleteActivityWithWorkflowTask commits
+	// its Workflow: no lease, the run running and idle with exactly
+	// ExpectedHistoryLen events; no children, external requests or
+	// continue-as-new.
+	Workflow CompleteWorkflowTaskParams
+}
+
 // RetryActivityTaskParams records a failed attempt and makes the task
 // claimable again at RetryAt as attempt Attempt.Attempt+1.
 type RetryActivityTaskParams struct {
@@ -613,6 +669,20 @@ type Store interface {
 	// the activity is fenced, ErrRunBusy when the run is not idle; either
 	// way nothing is written).
 	CompleteActivityWithWorkflowTask(ctx context.Context, p CompleteActivityWithWorkflowTaskParams) (CompleteWorkflowTaskResult, error)
+	// SignalWithWorkflowTask accepts a signal and commits the workflow task
+	// run on it in one transaction (see SignalWithWorkflowTaskParams). It
+	// returns ErrRunBusy and writes nothing when the run is not running and
+	// idle at Workflow.ExpectedHistoryLen, or when it has accepted
+	// Signal.RequestID before: the caller then signals the ordinary way,
+	// which reports or deduplicates as Signal does.
+	SignalWithWorkflowTask(ctx context.Context, p SignalWithWorkflowTaskParams) (CompleteWorkflowTaskResult, error)
+	// FireTimerWithWorkflowTask fires a timer and commits the workflow task
+	// run on it in one transaction (see FireTimerWithWorkflowTaskParams).
+	// It returns ErrRunBusy and writes nothing when the timer is gone or
+	// not due, or the run is not running and idle at
+	// Workflow.ExpectedHistoryLen: FireTimers fires the timer then, if it
+	// is still there.
+	FireTimerWithWorkflowTask(ctx context.Context, p FireTimerWithWorkflowTaskParams) (CompleteWorkflowTaskResult, error)
 	// RetryActivityTask records a failed attempt and schedules the next
 	// (ErrLeaseLost when fenced).
 	RetryActivityTask(ctx context.Context, p RetryActivityTaskParams) error
@@ -650,4 +720,24 @@ type Store interface {
 
 	// Close releases the store's resources (not the caller's handle).
 	Close() error
+}
+
+// CheckFirstTask reports whether p.FirstTask, if set, is one that CreateRun
+// accepts (see CreateRunParams.FirstTask), for the stores to check before
+// they write anything.
+func (p *CreateRunParams) CheckFirstTask() error {
+	f := p.FirstTask
+	switch {
+	case f == nil:
+		return nil
+	case p.Eager != nil || len(p.History) > 0 || len(p.Inbox) > 0 || p.Parent != nil:
+		return errors.New("a first task cannot come with Eager, History, Inbox or Parent")
+	case f.RunID != p.RunID:
+		return fmt.Errorf("the first task is of run %q", f.RunID)
+	case f.ExpectedHistoryLen != 1:
+		return fmt.Errorf("the first task starts from %d events, want 1", f.ExpectedHistoryLen)
+	case len(f.StartChildren) > 0 || len(f.External) > 0 || (f.Close != nil && f.Close.Status == StatusContinuedAsNew):
+		return errors.New("a first task that starts children, makes external requests or continues as new needs a workflow task")
+	}
+	return nil
 }

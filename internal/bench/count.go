@@ -120,6 +120,18 @@ func (s *CountingStore) CompleteActivityWithWorkflowTask(ctx context.Context, p 
 	return s.Store.CompleteActivityWithWorkflowTask(ctx, p)
 }
 
+// SignalWithWorkflowTask counts one transaction.
+func (s *CountingStore) SignalWithWorkflowTask(ctx context.Context, p store.SignalWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	s.count()
+	return s.Store.SignalWithWorkflowTask(ctx, p)
+}
+
+// FireTimerWithWorkflowTask counts one transaction.
+func (s *CountingStore) FireTimerWithWorkflowTask(ctx context.Context, p store.FireTimerWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	s.count()
+	return s.Store.FireTimerWithWorkflowTask(ctx, p)
+}
+
 // RetryActivityTask counts one transaction.
 func (s *CountingStore) RetryActivityTask(ctx context.Context, p store.RetryActivityTaskParams) error {
 	s.count()

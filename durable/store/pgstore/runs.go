@@ -113,6 +113,11 @@ var (
 	createRunEagerSQL = strings.Replace(createRunTemplate, "{task}", `
 	INSERT INTO keel_workflow_tasks (run_id, task_queue, ready_at, wake_at, token, owner, lease_expires_at, attempt)
 	SELECT run_id, task_queue, $16, $16, $14, $15, $16, 1 FROM created`, 1)
+
+	// createRunIdleSQL makes no workflow task: the statements of the
+	// first task's commit follow it in the same transaction
+	// (CreateRunParams.FirstTask).
+	createRunIdleSQL = strings.Replace(createRunTemplate, "{task}", `SELECT 1`, 1)
 )
 
 // notifyWorkflowTaskSQL notifies channel $1 with the task queue of run $2's
@@ -145,6 +150,9 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 	if err != nil {
 		return store.CreateRunResult{}, fmt.Errorf("pgstore: create run %s: %w", p.RunID, err)
 	}
+	if err := p.CheckFirstTask(); err != nil {
+		return store.CreateRunResult{}, fmt.Errorf("pgstore: create run %s: %w", p.RunID, err)
+	}
 	var token string
 	if e := p.Eager; e != nil {
 		if !e.LeaseUntil.After(now) {
@@ -164,7 +172,10 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			int(p.ReusePolicy), int64(len(ev.Data)), ev.Type, nanos(orTime(ev.Time, now)), ev.Data,
 			search.json, p.Memo}
 		query := createRunSQL
-		if p.Eager != nil {
+		switch {
+		case p.FirstTask != nil:
+			query = createRunIdleSQL
+		case p.Eager != nil:
 			query, args = createRunEagerSQL, append(args, token, p.Eager.Owner, nanos(p.Eager.LeaseUntil))
 		}
 		b := &pgx.Batch{}
@@ -178,13 +189,32 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			}
 			return rows.Err()
 		})
-		if p.Eager == nil {
+		var first store.CompleteWorkflowTaskResult
+		if p.FirstTask != nil {
+			// Unless the run was created, KL005 (store.ErrRunBusy) rolls
+			// the whole batch back; the running run is read below.
+			b.Queue(runIdleSQL, p.RunID, int64(1))
+		} else if p.Eager == nil {
 			b.Queue(notifyWorkflowTaskSQL, s.channel, p.RunID, nanos(now))
 		}
 		s.queueRunTimers(b, p.RunID, p.Timers, now)
 		s.queueRunHistory(b, &p, now)
 		queueIndexSearch(b, p.RunID, search.attrs)
-		if err := s.send(ctx, b); err != nil {
+		if p.FirstTask != nil {
+			if err := s.queueCommit(b, *p.FirstTask, now, &first); err != nil {
+				return store.CreateRunResult{}, fmt.Errorf("pgstore: create run %s: first task: %w", p.RunID, err)
+			}
+			b.Queue(`SELECT `+runColumns+` FROM keel_runs WHERE run_id = $1`, p.RunID).QueryRow(func(row pgx.Row) error {
+				run, _, err := scanRun(row)
+				res.Run = run
+				return err
+			})
+		}
+		err := s.send(ctx, b)
+		if p.FirstTask != nil && errors.Is(err, store.ErrRunBusy) {
+			found, err = false, nil
+		}
+		if err != nil {
 			if errors.Is(err, store.ErrWorkflowIDInUse) {
 				return store.CreateRunResult{}, fmt.Errorf("pgstore: create run for workflow %s: %w", p.WorkflowID, err)
 			}
@@ -194,6 +224,7 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			if res.Created && p.Eager != nil {
 				res.Task = &store.WorkflowTask{Run: res.Run, Token: token, Attempt: 1}
 			}
+			res.Activities = first.Activities
 			return res, nil
 		}
 		run, _, err := scanRun(s.pool.QueryRow(ctx, runningRunSQL, p.WorkflowID))
@@ -549,4 +580,71 @@ func (s *Store) DeleteClosedRuns(ctx context.Context, closedBefore time.Time, ba
 			return total, nil
 		}
 	}
+}
+
+// Statements of SignalWithWorkflowTask, before those of the workflow task's
+// commit.
+const (
+	// lockRunIdleSQL locks run $1's row as a commit does and stops the
+	// transaction with KL005 unless the run is running; runIdleSQL follows.
+	lockRunIdleSQL = `
+SELECT keel_raise('KL005', 'the run is not running')
+WHERE NOT EXISTS (SELECT 1 FROM keel_runs WHERE run_id = $1 AND status = 'running' FOR NO KEY UPDATE)`
+
+	// freshSignalRequestSQL records request ID $2 for run $1 at $3, and
+	// stops the transaction with KL005 if the run has it already.
+	freshSignalRequestSQL = `
+WITH fresh AS (
+	INSERT INTO keel_signal_requests (run_id, request_id, created_at) VALUES ($1, $2, $3)
+	ON CONFLICT DO NOTHING
+	RETURNING run_id
+)
+SELECT keel_raise('KL005', 'the run accepted the request ID before')
+WHERE NOT EXISTS (SELECT 1 FROM fresh)`
+)
+
+// SignalWithWorkflowTask accepts a signal and commits the workflow task the
+// caller ran on it, in one round trip: the run row is locked as by a
+// commit, the run must be running and idle at the expected history length,
+// the request ID, if any, is recorded, and the commit's statements follow.
+// It returns store.ErrRunBusy, writing nothing, when the run is not idle
+// or accepted the request ID before.
+func (s *Store) SignalWithWorkflowTask(ctx context.Context, p store.SignalWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	sp, wp := p.Signal, p.Workflow
+	if sp.RunID == "" || sp.RunID != wp.RunID {
+		return store.CompleteWorkflowTaskResult{}, fmt.Errorf("pgstore: signal run %s with workflow task: the signal's run %q and the workflow task's %q differ",
+			sp.RunID, sp.RunID, wp.RunID)
+	}
+	res, err := s.sendIdleCommit(ctx, wp, func(b *pgx.Batch) {
+		if sp.RequestID != "" {
+			b.Queue(freshSignalRequestSQL, sp.RunID, sp.RequestID, nanos(nowOr(sp.Now)))
+		}
+	})
+	if err != nil {
+		return res, fmt.Errorf("pgstore: signal run %s with workflow task: %w", sp.RunID, err)
+	}
+	return res, nil
+}
+
+// sendIdleCommit sends, in one round trip, a workflow task's commit fenced
+// on the run being idle, as the fast paths write it: the run row locked as
+// by a commit (KL005 unless the run is running), runIdleSQL, the
+// statements that queue adds (the write of the input the task ran on),
+// then the commit's.
+func (s *Store) sendIdleCommit(ctx context.Context, wp store.CompleteWorkflowTaskParams, queue func(b *pgx.Batch)) (store.CompleteWorkflowTaskResult, error) {
+	if needsTask(&wp) {
+		return store.CompleteWorkflowTaskResult{}, errNeedsTask
+	}
+	var result store.CompleteWorkflowTaskResult
+	b := &pgx.Batch{}
+	b.Queue(lockRunIdleSQL, wp.RunID)
+	b.Queue(runIdleSQL, wp.RunID, wp.ExpectedHistoryLen)
+	queue(b)
+	if err := s.queueCommit(b, wp, nowOr(wp.Now), &result); err != nil {
+		return store.CompleteWorkflowTaskResult{}, err
+	}
+	if err := s.send(ctx, b); err != nil {
+		return store.CompleteWorkflowTaskResult{}, err
+	}
+	return result, nil
 }

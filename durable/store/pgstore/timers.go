@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/keelhq/keel/durable/store"
 )
 
 // fireTimersSQL fires up to $2 timers due at $1, earliest first: each one's
@@ -134,4 +136,30 @@ func (s *Store) NextWakeup(ctx context.Context) (time.Time, bool, error) {
 		return time.Time{}, false, nil
 	}
 	return fromNanos(*t), true, nil
+}
+
+// fireOneTimerSQL deletes timer $2 of run $1 if it is due at $3, and stops
+// the transaction with KL005 if there is no such timer.
+const fireOneTimerSQL = `
+WITH gone AS (
+	DELETE FROM keel_timers WHERE run_id = $1 AND seq = $2 AND fire_at <= $3 RETURNING 1
+)
+SELECT keel_raise('KL005', 'the timer is gone or not due')
+WHERE NOT EXISTS (SELECT 1 FROM gone)`
+
+// FireTimerWithWorkflowTask fires timer p.Seq of a run and commits the
+// workflow task the caller ran on it, in one round trip: the run row is
+// locked as by a commit, the run must be running and idle at the expected
+// history length, the timer must be due, and the commit's statements
+// follow. It returns store.ErrRunBusy, writing nothing, otherwise.
+// FireTimers skips locked rows, so the two never wait for each other.
+func (s *Store) FireTimerWithWorkflowTask(ctx context.Context, p store.FireTimerWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	wp := p.Workflow
+	res, err := s.sendIdleCommit(ctx, wp, func(b *pgx.Batch) {
+		b.Queue(fireOneTimerSQL, wp.RunID, p.Seq, nanos(nowOr(wp.Now)))
+	})
+	if err != nil {
+		return res, fmt.Errorf("pgstore: fire timer %s/%d with workflow task: %w", wp.RunID, p.Seq, err)
+	}
+	return res, nil
 }

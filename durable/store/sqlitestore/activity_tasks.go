@@ -138,11 +138,7 @@ func (s *Store) CompleteActivityWithWorkflowTask(ctx context.Context, p store.Co
 	if a.RunID != p.Workflow.RunID {
 		return store.CompleteWorkflowTaskResult{}, wrap(fmt.Errorf("workflow task of another run, %s", p.Workflow.RunID))
 	}
-	if w := &p.Workflow; len(w.StartChildren) > 0 || len(w.External) > 0 ||
-		(w.Close != nil && w.Close.Status == store.StatusContinuedAsNew) {
-		return store.CompleteWorkflowTaskResult{}, wrap(errors.New(checkChildTypes))
-	}
-	c, err := newWorkflowCommit(&p.Workflow)
+	c, err := newIdleCommit(&p.Workflow)
 	if err != nil {
 		return store.CompleteWorkflowTaskResult{}, wrap(err)
 	}

@@ -50,9 +50,9 @@ func scanRun(sc scanner) (store.Run, error) {
 
 // CreateRun starts a run: it writes the run, its start event and a
 // workflow task ready at p.Now, or, with p.Eager, the task already leased
-// to the caller as ClaimWorkflowTasks would lease it. If the workflow ID has
-// a running run, that run is returned with Created false and nothing is
-// written.
+// to the caller as ClaimWorkflowTasks would lease it, or, with p.FirstTask,
+// that task's commit instead of a task. If the workflow ID has a running
+// run, that run is returned with Created false and nothing is written.
 func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.CreateRunResult, error) {
 	if p.RunID == "" || p.WorkflowID == "" {
 		return store.CreateRunResult{}, errors.New("sqlitestore: create run: RunID and WorkflowID are required")
@@ -61,10 +61,31 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 	if err := checkEager(p.Eager, now); err != nil {
 		return store.CreateRunResult{}, fmt.Errorf("sqlitestore: create run %s: %w", p.RunID, err)
 	}
+	var first *workflowCommit
+	if p.FirstTask != nil {
+		err := p.CheckFirstTask()
+		if err == nil {
+			first, err = newWorkflowCommit(p.FirstTask)
+		}
+		if err != nil {
+			return store.CreateRunResult{}, fmt.Errorf("sqlitestore: create run %s: %w", p.RunID, err)
+		}
+	}
 	var res store.CreateRunResult
 	err := s.write(ctx, func(t *tx) error {
 		var err error
 		res, err = s.createRun(t, &p, now, false)
+		if err != nil || !res.Created || first == nil {
+			return err
+		}
+		// The new run is idle (no workflow task row), as the fast path of
+		// CompleteActivityWithWorkflowTask expects.
+		wres, err := s.commitWorkflowTask(t, first, true)
+		if err != nil {
+			return err
+		}
+		res.Activities = wres.Activities
+		res.Run, err = scanRun(t.queryRow(s.q.getRun, p.RunID))
 		return err
 	})
 	if err != nil {
@@ -153,6 +174,9 @@ func (s *Store) createRun(t *tx, p *store.CreateRunParams, now time.Time, succes
 		UpdatedAt:        fromNanos(nanos(now)),
 	}
 	res := store.CreateRunResult{Created: true, Run: run}
+	if p.FirstTask != nil {
+		return res, nil // no workflow task: the caller commits the first one
+	}
 	if e := p.Eager; e != nil {
 		task := &store.WorkflowTask{Run: run, Token: newToken(), Attempt: 1}
 		if _, err := t.exec(s.q.insertLeasedTask, p.RunID, p.TaskQueue, nanos(e.LeaseUntil), e.Owner,
@@ -409,4 +433,42 @@ func (s *Store) Terminate(ctx context.Context, p store.TerminateParams) error {
 		return fmt.Errorf("sqlitestore: terminate run %s: %w", p.RunID, err)
 	}
 	return nil
+}
+
+// SignalWithWorkflowTask accepts a signal and commits the workflow task the
+// caller ran on it, in one transaction: the request ID, if any, is
+// recorded, and the commit is fenced on the run being running and idle at
+// the expected history length. It returns store.ErrRunBusy, writing
+// nothing, when the run is not, or when it accepted the request ID before.
+func (s *Store) SignalWithWorkflowTask(ctx context.Context, p store.SignalWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	sp := &p.Signal
+	wrap := func(err error) error {
+		return fmt.Errorf("sqlitestore: signal run %s with workflow task: %w", sp.RunID, err)
+	}
+	if sp.RunID == "" || sp.RunID != p.Workflow.RunID {
+		return store.CompleteWorkflowTaskResult{}, wrap(fmt.Errorf("the signal's run %q and the workflow task's %q differ", sp.RunID, p.Workflow.RunID))
+	}
+	c, err := newIdleCommit(&p.Workflow)
+	if err != nil {
+		return store.CompleteWorkflowTaskResult{}, wrap(err)
+	}
+	var res store.CompleteWorkflowTaskResult
+	err = s.write(ctx, func(t *tx) error {
+		if sp.RequestID != "" {
+			n, err := t.execN(s.q.addSignalReq, sp.RunID, sp.RequestID)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return store.ErrRunBusy // accepted before: Signal says so
+			}
+		}
+		var err error
+		res, err = s.commitWorkflowTask(t, c, true)
+		return err
+	})
+	if err != nil {
+		return store.CompleteWorkflowTaskResult{}, wrap(err)
+	}
+	return res, nil
 }

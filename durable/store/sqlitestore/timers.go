@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/keelhq/keel/durable/store"
 )
 
 // FireTimers fires up to limit timers due at now, earliest first: each
@@ -103,4 +105,37 @@ func (s *Store) NextWakeup(ctx context.Context) (time.Time, bool, error) {
 		return time.Time{}, false, nil
 	}
 	return fromNanos(t.Int64), true, nil
+}
+
+// FireTimerWithWorkflowTask fires timer p.Seq of a run and commits the
+// workflow task the caller ran on it, in one transaction: the timer is
+// deleted if it is due at p.Workflow.Now, and the commit is fenced on the
+// run being running and idle at the expected history length. It returns
+// store.ErrRunBusy, writing nothing, when the timer is gone or not due or
+// the run is not idle.
+func (s *Store) FireTimerWithWorkflowTask(ctx context.Context, p store.FireTimerWithWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
+	wrap := func(err error) error {
+		return fmt.Errorf("sqlitestore: fire timer %s/%d with workflow task: %w", p.Workflow.RunID, p.Seq, err)
+	}
+	c, err := newIdleCommit(&p.Workflow)
+	if err != nil {
+		return store.CompleteWorkflowTaskResult{}, wrap(err)
+	}
+	var res store.CompleteWorkflowTaskResult
+	err = s.write(ctx, func(t *tx) error {
+		n, err := t.execSQL(`DELETE FROM timers WHERE run_id = ? AND seq = ? AND fire_at <= ?`,
+			p.Workflow.RunID, p.Seq, nanos(c.now))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return store.ErrRunBusy
+		}
+		res, err = s.commitWorkflowTask(t, c, true)
+		return err
+	})
+	if err != nil {
+		return store.CompleteWorkflowTaskResult{}, wrap(err)
+	}
+	return res, nil
 }

@@ -257,6 +257,18 @@ func newWorkflowCommit(p *store.CompleteWorkflowTaskParams) (*workflowCommit, er
 	return c, nil
 }
 
+// newIdleCommit is newWorkflowCommit for a commit fenced on the run being
+// idle (commitWorkflowTask with idle), which cannot start children, make
+// external requests or continue as new: their answers need a workflow
+// task.
+func newIdleCommit(p *store.CompleteWorkflowTaskParams) (*workflowCommit, error) {
+	if len(p.StartChildren) > 0 || len(p.External) > 0 ||
+		(p.Close != nil && p.Close.Status == store.StatusContinuedAsNew) {
+		return nil, errors.New(checkChildTypes)
+	}
+	return newWorkflowCommit(p)
+}
+
 // commitWorkflowTask writes c in t. It is fenced on the run running at
 // the expected history length and, unless idle, on the workflow task's
 // token (store.ErrLeaseLost otherwise). With idle it is fenced instead on

@@ -49,6 +49,18 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		t.Parallel()
 		exerciseActivityWithWorkflowTask(t, setup)
 	})
+	t.Run("SignalWithWorkflowTask", func(t *testing.T) {
+		t.Parallel()
+		exerciseSignalWithWorkflowTask(t, setup)
+	})
+	t.Run("FireTimerWithWorkflowTask", func(t *testing.T) {
+		t.Parallel()
+		exerciseFireTimerWithWorkflowTask(t, setup)
+	})
+	t.Run("FirstTask", func(t *testing.T) {
+		t.Parallel()
+		exerciseFirstTask(t, setup)
+	})
 	t.Run("Children", func(t *testing.T) {
 		t.Parallel()
 		exerciseChildren(t, setup)
