@@ -60,21 +60,21 @@ func requirePlausible(t *testing.T, rep *bench.Report, kind string) {
 		require.GreaterOrEqual(t, r.RoundTripsPerWorkflow, r.TxPerWorkflow, name)
 	}
 
-	// W1: start (first task leased eagerly), the first task, then one
-	// commit per activity carrying the next task: 5 today, at least 4
-	// (one per activity and the start) whatever the fast paths.
+	// W1: the start with its first task, then one commit per activity
+	// carrying the next task.
 	w1, _ := rep.Result("W1")
-	require.LessOrEqual(t, w1.TxPerWorkflow, 5.0)
-	require.GreaterOrEqual(t, w1.TxPerWorkflow, 4.0)
+	require.Equal(t, 4.0, w1.TxPerWorkflow)
 	require.InDelta(t, rep.W1OverFloor, w1.P50/f.P50, 1e-9)
 
-	// W3: start, first task, the signal, the task that takes it.
+	// W3: the start with its first task, the signal with the task that
+	// takes it.
 	w3, _ := rep.Result("W3")
-	require.GreaterOrEqual(t, w3.TxPerWorkflow, 4.0)
-	require.LessOrEqual(t, w3.TxPerWorkflow, 6.0)
+	require.Equal(t, 2.0, w3.TxPerWorkflow)
 
-	// W4: samples are overshoots past the fire time, never early.
+	// W4: the start with its first task, the timer with the task it
+	// wakes. Samples are overshoots past the fire time, never early.
 	w4, _ := rep.Result("W4")
+	require.Equal(t, 2.0, w4.TxPerWorkflow)
 	for _, s := range w4.Samples {
 		require.GreaterOrEqual(t, s, time.Duration(0))
 	}

@@ -201,7 +201,7 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 		s.queueRunHistory(b, &p, now)
 		queueIndexSearch(b, p.RunID, search.attrs)
 		if p.FirstTask != nil {
-			if err := s.queueCommit(b, *p.FirstTask, now, &first); err != nil {
+			if err := s.queueCommit(b, *p.FirstTask, nowOr(p.FirstTask.Now), &first); err != nil {
 				return store.CreateRunResult{}, fmt.Errorf("pgstore: create run %s: first task: %w", p.RunID, err)
 			}
 			b.Queue(`SELECT `+runColumns+` FROM keel_runs WHERE run_id = $1`, p.RunID).QueryRow(func(row pgx.Row) error {

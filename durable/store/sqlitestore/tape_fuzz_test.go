@@ -33,8 +33,9 @@ func TestRandomTapes(t *testing.T) {
 		total.Ops += s.Ops
 		total.Runs += s.Runs
 		total.Fenced += s.Fenced
+		total.FastPaths += s.FastPaths
 	}
-	t.Logf("%d random tapes on SQLite: %d operations, %d runs, %d fenced writes refused", n, total.Ops, total.Runs, total.Fenced)
+	t.Logf("%d random tapes on SQLite: %d operations, %d runs, %d fenced writes refused, %d fast-path commits", n, total.Ops, total.Runs, total.Fenced, total.FastPaths)
 }
 
 // tapeStore opens a store on a new SQLite file, and the tape's view of a

@@ -15,9 +15,12 @@ func exerciseFirstTask(t *testing.T, setup func(*testing.T) *bundle) {
 	t.Run("Commit", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
+		// The task ran after the start's Now, and scheduled its
+		// activities when it ran: they are leased as of the task's Now.
 		p := runParams()
 		run := store.Run{RunID: p.RunID, WorkflowID: p.WorkflowID}
-		a2, a3 := activity(run, 2, base), activity(run, 3, base)
+		ran := at(time.Millisecond)
+		a2, a3 := activity(run, 2, ran), activity(run, 3, ran)
 		a2.StartToClose = 10 * time.Second
 		p.FirstTask = &store.CompleteWorkflowTaskParams{
 			RunID: p.RunID, ExpectedHistoryLen: 1, Events: events(1, 3),
@@ -27,14 +30,14 @@ func exerciseFirstTask(t *testing.T, setup func(*testing.T) *bundle) {
 			StartTimers: []store.Timer{{RunID: p.RunID, Seq: 4, FireAt: at(time.Minute),
 				Item: store.NewInboxItem{Type: "timer_fired", Data: []byte("4")}}},
 			UpsertSearchAttributes: []byte(`{"Region":{"type":"keyword","value":"eu"}}`),
-			Now:                    base,
+			Now:                    ran,
 		}
 		res, err := b.st.CreateRun(b.ctx, p)
 		require.NoError(t, err)
 		require.True(t, res.Created)
 		require.Nil(t, res.Task)
 		require.Len(t, res.Activities, 1)
-		requireLeasedActivity(t, a2, res.Activities[0], "eager-w", base, at(10*time.Second))
+		requireLeasedActivity(t, a2, res.Activities[0], "eager-w", ran, ran.Add(10*time.Second))
 
 		// The run as written, with the first task's events.
 		require.Equal(t, store.StatusRunning, res.Run.Status)

@@ -45,6 +45,10 @@ type TapeStats struct {
 	Runs    int // runs created (children and successors included)
 	Fenced  int // writes refused by a fence, as the model expected
 	Signals int // signals the store accepted and wrote
+	// FastPaths counts the commits of a workflow task together with its
+	// input that the store accepted: a start (FirstTask), an activity's
+	// outcome, a signal, a timer.
+	FastPaths int
 }
 
 // FuzzTape is the body of a fuzz test of st: it adds generated seed tapes
@@ -199,6 +203,9 @@ var tapeOps = []struct { //nolint:gochecknoglobals // a constant table
 	{"complete-activity", (*tapeModel).opCompleteActivity},
 	{"complete-activity", (*tapeModel).opCompleteActivity},
 	{"complete-with-workflow", (*tapeModel).opCompleteWithWorkflow},
+	{"create-with-first-task", (*tapeModel).opCreateWithFirstTask},
+	{"signal-with-workflow", (*tapeModel).opSignalWithWorkflow},
+	{"fire-timer-with-workflow", (*tapeModel).opFireTimerWithWorkflow},
 	{"retry-activity", (*tapeModel).opRetryActivity},
 	{"heartbeat", (*tapeModel).opHeartbeat},
 	{"expired-activities", (*tapeModel).opExpired},
@@ -411,6 +418,13 @@ func (m *tapeModel) deliver(r *tRun, it tItem) bool {
 
 // newRun adds a created run to the model, with a runnable workflow task.
 func (m *tapeModel) newRun(p *store.CreateRunParams, parent *tRun) *tRun {
+	r := m.initRun(p, parent)
+	m.addRun(r)
+	return r
+}
+
+// initRun returns the model of a run that p creates, not yet added.
+func (m *tapeModel) initRun(p *store.CreateRunParams, parent *tRun) *tRun {
 	r := &tRun{
 		id: p.RunID, wfID: p.WorkflowID, queue: p.TaskQueue, status: store.StatusRunning,
 		parent: parent, timers: map[int64]tTimer{}, acts: map[int64]*tAct{}, attempts: map[[2]int64]bool{},
@@ -429,6 +443,11 @@ func (m *tapeModel) newRun(p *store.CreateRunParams, parent *tRun) *tRun {
 		r.timers[tm.Seq] = tTimer{fireAt: tm.FireAt, item: tItem{typ: tm.Item.Type, tag: tagOf(tm.Item.Data)}}
 		r.nextSeq = max(r.nextSeq, tm.Seq+1)
 	}
+	return r
+}
+
+// addRun adds a run of initRun to the model.
+func (m *tapeModel) addRun(r *tRun) {
 	m.runs = append(m.runs, r)
 	m.byID[r.id] = r
 	if m.latest[r.wfID] == nil {
@@ -436,7 +455,6 @@ func (m *tapeModel) newRun(p *store.CreateRunParams, parent *tRun) *tRun {
 	}
 	m.latest[r.wfID] = r
 	m.stats.Runs++
-	return r
 }
 
 func tagOf(data []byte) string {
@@ -1604,6 +1622,165 @@ func (m *tapeModel) opCompleteWithWorkflow() {
 		m.fatalf("activity completion with workflow task reported Pending")
 	}
 	m.finishActivity(r, a, a.attempt)
+	m.stats.FastPaths++
+	apply(res.Activities, nil)
+}
+
+// idleClose returns, one time in five, how a commit without a workflow
+// task (the fast paths) closes r: not by continuing as new.
+func (m *tapeModel) idleClose(r *tRun) *store.CloseRun {
+	if !m.in.chance(3) {
+		return nil
+	}
+	if cl := m.closeParams(r); cl.Status != store.StatusContinuedAsNew {
+		return cl
+	}
+	return nil
+}
+
+// opCreateWithFirstTask creates a run together with its first workflow
+// task's commit (CreateRunParams.FirstTask): no workflow task is left.
+func (m *tapeModel) opCreateWithFirstTask() {
+	if len(m.runs) >= maxTapeRuns {
+		return
+	}
+	wfID := m.pickWorkflowID(m.in.chance(10))
+	p := m.runParams(wfID)
+	r := m.initRun(&p, nil)
+	w := store.CompleteWorkflowTaskParams{RunID: p.RunID, ExpectedHistoryLen: 1, Now: m.now}
+	apply := m.commands(r, &w, m.idleClose(r), false)
+	p.FirstTask = &w
+	m.logf("create-with-first-task %s wf=%s policy=%d close=%v", p.RunID, wfID, p.ReusePolicy, w.Close != nil)
+	m.calls++
+	res, err := m.st.CreateRun(m.ctx, p)
+	if running := m.runningOf(wfID); running != nil {
+		m.noErr(err, "create run with first task over a running one")
+		if res.Created || res.Run.RunID != running.id || len(res.Activities) != 0 {
+			m.fatalf("create run with first task of running workflow %s: created=%v run=%s activities=%d, want the running run %s",
+				wfID, res.Created, res.Run.RunID, len(res.Activities), running.id)
+		}
+		return
+	}
+	if reuseRefused(p.ReusePolicy, m.latest[wfID]) {
+		m.wantErr(err, store.ErrWorkflowIDInUse, "create run with first task refused by reuse policy")
+		m.stats.Fenced++
+		return
+	}
+	m.noErr(err, "create run with first task")
+	if !res.Created || res.Run.RunID != p.RunID || res.Run.HistoryLen != 1+int64(len(w.Events)) || res.Task != nil {
+		m.fatalf("create run with first task: got created=%v task=%v %+v", res.Created, res.Task != nil, res.Run)
+	}
+	m.addRun(r)
+	r.task = false
+	m.stats.FastPaths++
+	apply(res.Activities, nil)
+}
+
+// opSignalWithWorkflow signals a run together with the workflow task run
+// on the signal (SignalWithWorkflowTask), which the store refuses unless
+// the run is running and idle at the expected length and the request ID
+// is new to it.
+func (m *tapeModel) opSignalWithWorkflow() {
+	if len(m.runs) == 0 {
+		return
+	}
+	r := m.runs[m.in.intn(len(m.runs))]
+	var requestID string
+	switch m.in.intn(3) {
+	case 0:
+		requestID = m.tag("req")
+	case 1:
+		if len(r.requests) > 0 {
+			requestID = r.requests[m.in.intn(len(r.requests))]
+		}
+	}
+	expectedLen := int64(len(r.history))
+	wrongLen := m.in.chance(2)
+	if wrongLen {
+		expectedLen++
+	}
+	sig := m.event(r, 0, "signal", "fast-signal")
+	sig.ID = expectedLen + 1
+	w := store.CompleteWorkflowTaskParams{RunID: r.id, ExpectedHistoryLen: expectedLen, Events: []store.Event{sig}, Now: m.now}
+	apply := func([]store.ActivityTask, []store.InboxItem) bool { return false }
+	if r.status == store.StatusRunning {
+		apply = m.commands(r, &w, m.idleClose(r), false)
+	}
+	p := store.SignalWithWorkflowTaskParams{
+		Signal:   store.SignalParams{RunID: r.id, Item: store.NewInboxItem{Type: sig.Type, Data: sig.Data}, RequestID: requestID, Now: m.now},
+		Workflow: w,
+	}
+	known := requestID != "" && slices.Contains(r.requests, requestID)
+	idle := r.status == store.StatusRunning && !r.task && !wrongLen && !known
+	m.logf("signal-with-workflow %s request=%q idle=%v close=%v", r.id, requestID, idle, w.Close != nil)
+	m.calls++
+	res, err := m.st.SignalWithWorkflowTask(m.ctx, p)
+	if !idle {
+		m.wantErr(err, store.ErrRunBusy, "signal with the workflow task of a busy run")
+		m.stats.Fenced++
+		return
+	}
+	m.noErr(err, "signal with workflow task")
+	if res.Pending {
+		m.fatalf("signal with workflow task reported Pending")
+	}
+	if requestID != "" {
+		r.requests = append(r.requests, requestID)
+	}
+	m.stats.Signals++
+	m.stats.FastPaths++
+	apply(res.Activities, nil)
+}
+
+// opFireTimerWithWorkflow fires a timer together with the workflow task
+// run on it (FireTimerWithWorkflowTask), which the store refuses unless the
+// timer exists and is due and the run is idle at the expected length.
+func (m *tapeModel) opFireTimerWithWorkflow() {
+	type candidate struct {
+		r   *tRun
+		seq int64
+	}
+	var cands []candidate
+	for _, r := range m.running() {
+		for _, seq := range sortedKeys(r.timers) {
+			cands = append(cands, candidate{r, seq})
+		}
+	}
+	if len(cands) == 0 {
+		return
+	}
+	c := cands[m.in.intn(len(cands))]
+	r, seq := c.r, c.seq
+	if m.in.chance(2) {
+		seq += 5000 // no such timer
+	}
+	tm, exists := r.timers[seq]
+	due := exists && !tm.fireAt.After(m.now)
+	expectedLen := int64(len(r.history))
+	wrongLen := m.in.chance(2)
+	if wrongLen {
+		expectedLen++
+	}
+	tag := tm.item.tag
+	if !exists {
+		tag = m.tag("no-timer")
+	}
+	ev := store.Event{ID: expectedLen + 1, Type: "timer-fired", Time: m.now, Data: tagData(tag)}
+	w := store.CompleteWorkflowTaskParams{RunID: r.id, ExpectedHistoryLen: expectedLen, Events: []store.Event{ev}, Now: m.now}
+	apply := m.commands(r, &w, m.idleClose(r), false)
+	idle := due && !r.task && !wrongLen
+	m.logf("fire-timer-with-workflow %s/%d due=%v idle=%v close=%v", r.id, seq, due, idle, w.Close != nil)
+	m.calls++
+	res, err := m.st.FireTimerWithWorkflowTask(m.ctx, store.FireTimerWithWorkflowTaskParams{Seq: seq, Workflow: w})
+	if !idle {
+		m.wantErr(err, store.ErrRunBusy, "timer fired with the workflow task of a busy run, or not due")
+		m.stats.Fenced++
+		return
+	}
+	m.noErr(err, "fire timer with workflow task")
+	delete(r.timers, seq)
+	m.expect[tag]++ // the timer's item, in the history once
+	m.stats.FastPaths++
 	apply(res.Activities, nil)
 }
 
