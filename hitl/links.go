@@ -65,7 +65,10 @@ func (s *Service) SignLink(approvalID, reviewer string, ttl time.Duration) strin
 // the token was already used is checked by CheckLink and by Decide.
 func (s *Service) VerifyLink(token string) (LinkClaims, error) {
 	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) < linkMinLen || b[0] != linkVersion {
+	// The decoder skips line breaks and ignores the unused low bits of the
+	// last character: only the one string SignLink writes for these bytes
+	// is a token.
+	if err != nil || base64.RawURLEncoding.EncodeToString(b) != token || len(b) < linkMinLen || b[0] != linkVersion {
 		return LinkClaims{}, ErrLinkMalformed
 	}
 	rest := b[1:]

@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/traits"
 )
 
 // DefaultPolicyCostLimit is the evaluation cost limit of a rule when
@@ -21,7 +25,8 @@ const DefaultPolicyCostLimit = 100_000
 //
 //	action  string  the action (tool) name
 //	args    dyn     its arguments, decoded from JSON (objects are maps,
-//	                integers int, other numbers double)
+//	                iterated in key order; integers int, other numbers
+//	                double)
 //
 // for example
 //
@@ -193,7 +198,9 @@ func decodeArgs(args json.RawMessage) (any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("arguments are not valid JSON: %w", err)
 	}
-	if dec.More() {
+	// More would miss a stray closing bracket: it reports the end of an
+	// array or object, not of the input.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("arguments are not valid JSON: data after the value")
 	}
 	return convertNumbers(v), nil
@@ -211,7 +218,10 @@ func convertNumbers(v any) any {
 		for k, e := range x {
 			x[k] = convertNumbers(e)
 		}
-		return x
+		return sortedMap{
+			Mapper: types.DefaultTypeAdapter.NativeToValue(x).(traits.Mapper),
+			keys:   slices.Sorted(maps.Keys(x)),
+		}
 	case []any:
 		for i, e := range x {
 			x[i] = convertNumbers(e)
@@ -219,4 +229,19 @@ func convertNumbers(v any) any {
 		return x
 	}
 	return v
+}
+
+// sortedMap is a JSON object as CEL sees it, iterated in key order. cel-go
+// iterates a Go map in Go's random order, so a rule whose value depends on
+// the order (args.map(k, k)[0] == "a", or an error that depends on which
+// entry fails first) would give a different result from one evaluation to
+// the next.
+type sortedMap struct {
+	traits.Mapper
+	keys []string
+}
+
+// Iterator visits the keys in sorted order.
+func (m sortedMap) Iterator() traits.Iterator {
+	return types.NewStringList(types.DefaultTypeAdapter, m.keys).Iterator()
 }

@@ -175,3 +175,19 @@ func TestGroups(t *testing.T) {
 	require.Equal(t, []string{"legal", "ops"}, g.Of("lena"))
 	require.Empty(t, g.Of("mallory"))
 }
+
+// A rule sees a JSON object's keys in sorted order, so a rule that depends
+// on the order gives one answer every time (cel-go walks a Go map in Go's
+// random order). Trailing data after the arguments is refused.
+func TestPolicyObjectKeysInOrder(t *testing.T) {
+	t.Parallel()
+	p, err := hitl.NewPolicy([]hitl.Rule{{Name: "first-key", When: `args.map(k, k)[0] == "a"`, Group: "g"}}, nil)
+	require.NoError(t, err)
+	for range 200 {
+		_, ok, err := p.Match("refund", json.RawMessage(`{"c": 1, "b": 2, "a": 3, "d": 4, "e": 5, "f": 6}`))
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
+	_, _, err = p.Match("refund", json.RawMessage(`{"amount": 750}}`))
+	require.Error(t, err)
+}
