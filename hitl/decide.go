@@ -225,8 +225,16 @@ func (s *Service) commitVote(ctx context.Context, approvalID, voteID string, in 
 		if err != nil {
 			return err
 		}
-		edited = sql.NullString{String: string(in.EditedArgs), Valid: true}
+		sealed, err := s.seal(string(in.EditedArgs))
+		if err != nil {
+			return fmt.Errorf("edited args: %w", err)
+		}
+		edited = sql.NullString{String: sealed, Valid: true}
 		editedHash = sql.NullString{String: h, Valid: true}
+	}
+	comment, err := s.seal(in.Comment)
+	if err != nil {
+		return fmt.Errorf("comment: %w", err)
 	}
 	if nonce != "" {
 		linkNonce = sql.NullString{String: nonce, Valid: true}
@@ -234,7 +242,7 @@ func (s *Service) commitVote(ctx context.Context, approvalID, voteID string, in 
 	_, err = tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO hitl_votes (id, approval_id, vote_no, reviewer, approve,
 		comment, args_hash, edited_args, edited_args_hash, link_nonce, status_after, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		voteID, approvalID, len(a.Votes)+1, in.Reviewer, in.Approve, in.Comment, in.ArgsHash,
+		voteID, approvalID, len(a.Votes)+1, in.Reviewer, in.Approve, comment, in.ArgsHash,
 		edited, editedHash, linkNonce, string(status), micros(now))
 	if err != nil {
 		return fmt.Errorf("insert vote: %w", err)

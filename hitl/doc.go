@@ -105,4 +105,17 @@
 // Approvals live in the application database (package appdb: SQLite or
 // PostgreSQL, usually the engine's own) in two tables, hitl_approvals and
 // hitl_votes, which New migrates. Times are stored as Unix microseconds.
+//
+// With Config.Codec set (give it the engine's durable.Config.Codec), what
+// may hold secrets is stored encoded, as "keel-codec:" and the codec's
+// output in base64: an approval's title, details and arguments, and each
+// vote's comment and edited arguments. What approvals are found, listed
+// and bound by stays readable: IDs, the action, group, requester,
+// reviewers, statuses, times and the argument hashes, which are computed
+// on, and checked against, the plain canonical arguments. Values written
+// before the codec was set are read as they are, so it can be turned on
+// over existing tables. An encoded value under a key the codec no longer
+// holds fails to load with the codec's error. A Service without a codec
+// fails to load an approval whose arguments are encoded, rather than
+// show ciphertext as arguments; it shows encoded text columns as stored.
 package hitl

@@ -28,6 +28,17 @@ const MinLinkSecret = 32
 
 // Config configures a Service.
 type Config struct {
+	// Codec, when set, encodes at rest what an approval carries that
+	// may hold secrets: its title, details and arguments, and each vote's
+	// comment and edited arguments. Give it the engine's
+	// durable.Config.Codec (compression and encryption from package
+	// durable/codec), so that the approval tables are as protected as the
+	// run's history. IDs, the action, group, requester, reviewers,
+	// statuses, times and the argument hashes stay readable: they are
+	// what approvals are looked up, listed and bound by. Rows written
+	// before the codec was set still read. Optional; default none (plain
+	// text).
+	Codec durable.Codec
 	// Groups are the reviewer groups and their members. Required.
 	Groups Groups
 	// LinkSecret is the HMAC-SHA256 key of signed review links, at least
@@ -91,6 +102,7 @@ func (c *Config) validate() error {
 type Service struct {
 	db       *appdb.DB
 	engine   *durable.Engine
+	codec    durable.Codec
 	groups   Groups
 	key      []byte
 	clock    durable.Clock
@@ -126,6 +138,7 @@ func New(ctx context.Context, db *appdb.DB, e *durable.Engine, cfg *Config) (*Se
 	s := &Service{
 		db:       db,
 		engine:   e,
+		codec:    c.Codec,
 		groups:   c.Groups.clone(),
 		key:      append([]byte(nil), c.LinkSecret...),
 		clock:    c.Test.Clock,

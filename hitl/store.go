@@ -113,6 +113,9 @@ func (s *Service) getVersion(ctx context.Context, q querier, id string) (*Approv
 	if err != nil {
 		return nil, 0, fmt.Errorf("load approval: %w", err)
 	}
+	if err := s.openApproval(a); err != nil {
+		return nil, 0, fmt.Errorf("load approval: %w", err)
+	}
 	votes, err := s.votes(ctx, q, id)
 	if err != nil {
 		return nil, 0, err
@@ -134,6 +137,9 @@ func (s *Service) votes(ctx context.Context, q querier, approvalID string) ([]*v
 	var out []*voteRow
 	for rows.Next() {
 		v, err := scanVote(rows)
+		if err == nil {
+			err = s.openVote(v)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("load votes: %w", err)
 		}
@@ -165,12 +171,26 @@ func (s *Service) record(ctx context.Context, key, workflowID, runID string, att
 	if hash, err := Hash(in.Action, in.Args); err != nil || hash != in.ArgsHash {
 		return nil, durable.NonRetryable(durable.NewError(errTypeInvalidRequest, "arguments do not match their hash"))
 	}
+	// The hash was checked on the plain arguments; the columns get them
+	// encoded.
+	title, err := s.seal(in.Title)
+	if err != nil {
+		return nil, fmt.Errorf("hitl: record approval: title: %w", err)
+	}
+	details, err := s.seal(in.Details)
+	if err != nil {
+		return nil, fmt.Errorf("hitl: record approval: details: %w", err)
+	}
+	args, err := s.seal(string(in.Args))
+	if err != nil {
+		return nil, fmt.Errorf("hitl: record approval: args: %w", err)
+	}
 	id := approvalID(key)
-	_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO hitl_approvals (id, idempotency_key, workflow_id, run_id,
+	_, err = s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO hitl_approvals (id, idempotency_key, workflow_id, run_id,
 		title, details, action, args, args_hash, reviewer_group, required, requester, status, created_at, deadline)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (idempotency_key) DO NOTHING`),
-		id, key, workflowID, runID, in.Title, in.Details, in.Action, string(in.Args), in.ArgsHash,
+		id, key, workflowID, runID, title, details, in.Action, args, in.ArgsHash,
 		in.Group, in.Required, in.Requester, string(StatusPending), micros(in.CreatedAt), micros(in.Deadline))
 	if err != nil {
 		return nil, fmt.Errorf("hitl: record approval: %w", err)
@@ -296,6 +316,9 @@ func (s *Service) List(ctx context.Context, params *ListParams) (approvals []App
 	approvals = []Approval{}
 	for rows.Next() {
 		a, _, err := scanApproval(rows)
+		if err == nil {
+			err = s.openApproval(a)
+		}
 		if err != nil {
 			return nil, "", fmt.Errorf("hitl: list: %w", err)
 		}
@@ -336,6 +359,9 @@ func (s *Service) attachVotes(ctx context.Context, approvals []Approval) error {
 	defer rows.Close()
 	for rows.Next() {
 		v, err := scanVote(rows)
+		if err == nil {
+			err = s.openVote(v)
+		}
 		if err != nil {
 			return fmt.Errorf("load votes: %w", err)
 		}

@@ -36,8 +36,10 @@
 //     the requester approving their own request, a decision on a closed or
 //     timed-out approval, and a decision on other arguments than those
 //     requested (the arguments hash binding).
-//   - TestSecurityPayloadCodec: with durable.Config.Codec set, a secret
-//     carried through every kind of workflow payload is found nowhere in
-//     the database, table by table and, on SQLite, in the raw file and its
+//   - TestSecurityPayloadCodec: with durable.Config.Codec set, and the
+//     same codec as hitl.Config.Codec, a secret carried through every kind
+//     of workflow payload and through an approval (title, arguments, a
+//     vote's comment and edited arguments) is found nowhere in the
+//     database, table by table and, on SQLite, in the raw file and its
 //     write-ahead log.
 package security

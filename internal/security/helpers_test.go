@@ -308,6 +308,7 @@ func setup(t *testing.T, o setupOpts) *bundle {
 	require.NoError(t, err)
 	b.e.MustRegister(echoWF, approverWF, charge, ledgerWF, vaultWF)
 	b.approvals, err = hitl.New(ctx, b.dbase.db, b.e, &hitl.Config{
+		Codec:      o.codec, // the engine's: approvals are encoded at rest too
 		Groups:     groups,
 		LinkSecret: bytes.Repeat([]byte("k"), 32),
 		Logger:     b.log.logger(),
