@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,9 +104,15 @@ func (e *Engine) Start(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for q := range ch {
-				e.notifyQueue(q)
-				e.notifyActivityQueue(q)
+			for name := range ch {
+				if q, ok := strings.CutPrefix(name, "w/"); ok {
+					e.notifyQueue(q)
+				} else if q, ok := strings.CutPrefix(name, "a/"); ok {
+					e.notifyActivityQueue(q)
+				} else {
+					e.notifyQueue(name)
+					e.notifyActivityQueue(name)
+				}
 			}
 		}()
 	}
@@ -235,7 +242,11 @@ func pollLoop[T any](ctx context.Context, w *Worker, sem chan struct{}, kind, wh
 }
 
 // notifier is implemented by stores that push wake-ups from other
-// processes (pgstore's LISTEN/NOTIFY).
+// processes (pgstore's LISTEN/NOTIFY). Each value the channel receives
+// names a task queue and, by its prefix, the kind of task that may have
+// become runnable on it: "w/<queue>" wakes the queue's workflow task
+// pollers, "a/<queue>" its activity pollers. Any other value is a bare
+// queue name and wakes both.
 type notifier interface {
 	Notifications(ctx context.Context) <-chan string
 }

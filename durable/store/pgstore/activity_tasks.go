@@ -306,7 +306,7 @@ WITH task AS (
 	WHERE run_id = $1 AND seq = $2 AND (token = $3 OR ($3 = '' AND token IS NULL AND attempt = $4))
 	RETURNING run_id, seq, task_queue
 ), ` + recordAttemptSQL + `, notified AS (
-	SELECT pg_notify($14, task_queue) FROM task WHERE $11 <= $13
+	SELECT pg_notify($14, 'a/' || task_queue) FROM task WHERE $11 <= $13
 )
 SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM task)
 		THEN keel_raise('KL001', 'the activity task has another token or attempt') END,

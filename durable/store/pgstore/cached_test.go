@@ -165,7 +165,7 @@ func TestCompleteActivityWithWorkflowTask(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, ok)
 		require.Equal(t, at(time.Hour), next, "timer 7")
-		receive(t, ch, "polled-q")
+		require.Equal(t, []string{"a/polled-q"}, b.notified(t, ch, "marker-1"), "the activity left to the pollers, no workflow task")
 
 		// Still idle: the next result goes the same way, and a later
 		// signal makes a workflow task as usual.
@@ -173,6 +173,7 @@ func TestCompleteActivityWithWorkflowTask(t *testing.T) {
 		_, err = b.st.CompleteActivityWithWorkflowTask(b.ctx, p)
 		require.NoError(t, err)
 		b.signal(t, "r1", `"after"`, at(3*time.Second))
+		require.Equal(t, []string{"w/q"}, b.notified(t, ch, "marker-2"), "the signal alone")
 		tasks := b.claim(t, "q", at(3*time.Second))
 		require.Len(t, tasks, 1)
 		require.EqualValues(t, 8, tasks[0].Run.HistoryLen)

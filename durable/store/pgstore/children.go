@@ -44,7 +44,7 @@ WITH running AS (
 	INSERT INTO keel_inbox (run_id, type, time, data)
 	SELECT $12, $15, $6, $16 WHERE NOT EXISTS (SELECT 1 FROM created) AND $15::text <> ''
 )
-SELECT pg_notify($17, task_queue) FROM task`
+SELECT pg_notify($17, 'w/' || task_queue) FROM task`
 
 // insertRunTimersSQL starts the timers of a run created in the same
 // transaction (by run ID $1; none if it was not created).
@@ -202,7 +202,7 @@ WITH old AS (
 ), children AS (
 	UPDATE keel_runs SET parent_run_id = $2 WHERE parent_run_id = $1 AND status = 'running'
 )
-SELECT pg_notify($10, task_queue) FROM task`
+SELECT pg_notify($10, 'w/' || task_queue) FROM task`
 
 // errNeedsTask refuses child starts, external requests and continue-as-new
 // on the idle commit path, which leaves no workflow task behind to take

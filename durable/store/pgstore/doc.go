@@ -63,11 +63,14 @@
 //
 // # Notifications
 //
-// Store.Notifications delivers the names of task queues whose tasks may
-// have become runnable, from every process sharing the database, through
-// LISTEN/NOTIFY on a channel of the schema (keel_tasks_<schema>). Pollers
-// use it to wake up at once instead of waiting for their next poll. A task
-// that an eager fast path leases to its caller is not notified.
+// Store.Notifications delivers the task queues whose tasks may have become
+// runnable, from every process sharing the database, through LISTEN/NOTIFY
+// on a channel of the schema (keel_tasks_<schema>). The payload names the
+// kind of task as well as the queue: "w/<queue>" for a workflow task,
+// "a/<queue>" for an activity task. Pollers use it to wake up at once
+// instead of waiting for their next poll, and only the pollers of that kind
+// of task wake. A task that an eager fast path leases to its caller is not
+// notified.
 //
 // # Retention
 //

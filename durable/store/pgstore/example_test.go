@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -50,7 +51,8 @@ func Example() {
 }
 
 // Wake a poller as soon as a task on its queue may be runnable, in this
-// process or another one, falling back to a slow poll.
+// process or another one, falling back to a slow poll. A notification is
+// "w/<queue>" for a workflow task and "a/<queue>" for an activity task.
 func ExampleStore_Notifications() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -68,8 +70,12 @@ func ExampleStore_Notifications() {
 	wake := st.Notifications(ctx)
 	for {
 		select {
-		case queue := <-wake:
-			fmt.Println("claim on", queue)
+		case n := <-wake:
+			if queue, ok := strings.CutPrefix(n, "w/"); ok {
+				fmt.Println("claim workflow tasks on", queue)
+			} else if queue, ok := strings.CutPrefix(n, "a/"); ok {
+				fmt.Println("claim activity tasks on", queue)
+			}
 		case <-time.After(5 * time.Second):
 			fmt.Println("poll every queue")
 		case <-ctx.Done():

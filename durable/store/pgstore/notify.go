@@ -13,17 +13,20 @@ import (
 // notifyBuffer is the capacity of each channel Notifications returns.
 const notifyBuffer = 256
 
-// runnableQueuesSQL lists the task queues with unleased tasks, which may
-// have become runnable while the listener was disconnected.
+// runnableQueuesSQL lists, as notification payloads, the task queues with
+// unleased tasks, which may have become runnable while the listener was
+// disconnected.
 const runnableQueuesSQL = `
-SELECT task_queue FROM keel_workflow_tasks WHERE token IS NULL
+SELECT 'w/' || task_queue FROM keel_workflow_tasks WHERE token IS NULL
 UNION
-SELECT task_queue FROM keel_activity_tasks WHERE token IS NULL`
+SELECT 'a/' || task_queue FROM keel_activity_tasks WHERE token IS NULL`
 
-// Notifications returns a channel that receives the name of a task queue
-// whenever a workflow or activity task on it may have become runnable, in
-// this process or any other that shares the database. The channel is closed
-// when ctx ends or the store is closed.
+// Notifications returns a channel that receives "w/<queue>" whenever a
+// workflow task on task queue <queue> may have become runnable, and
+// "a/<queue>" whenever an activity task on it may have, in this process or
+// any other that shares the database. The prefix lets a receiver wake only
+// the pollers that can claim the task. The channel is closed when ctx ends
+// or the store is closed.
 //
 // Every store method that makes a task runnable now (starting a run,
 // writing to a run's inbox, requeueing a workflow task, scheduling or
@@ -34,11 +37,12 @@ SELECT task_queue FROM keel_activity_tasks WHERE token IS NULL`
 // when, and only if, the transaction commits. One dedicated connection per
 // Store LISTENs on it; it is taken from the pool and no longer counts
 // against it. When the connection drops, it reconnects with exponential
-// backoff and then sends the names of all queues that have unleased tasks,
-// since notifications sent in between were lost.
+// backoff and then sends "w/<queue>" for every queue that has unleased
+// workflow tasks and "a/<queue>" for every queue that has unleased activity
+// tasks, since notifications sent in between were lost.
 //
 // A notification is a hint, not a claim: the task may be gone by the time
-// the receiver claims. Names are dropped rather than block the listener
+// the receiver claims. Values are dropped rather than block the listener
 // when a channel's buffer is full, so a receiver must still poll now and
 // then. The first call starts the listener and returns once it has tried to
 // connect, so that a task written after the call is seen.
@@ -78,13 +82,14 @@ func (s *Store) Notifications(ctx context.Context) <-chan string {
 	return ch
 }
 
-// deliver sends queue to every subscriber that has room for it.
-func (s *Store) deliver(queue string) {
+// deliver sends a notification payload to every subscriber that has room
+// for it.
+func (s *Store) deliver(payload string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for ch := range s.subs {
 		select {
-		case ch <- queue:
+		case ch <- payload:
 		default:
 		}
 	}
@@ -163,19 +168,19 @@ func (s *Store) receive(conn *pgx.Conn) error {
 	}
 }
 
-// deliverRunnable sends the names of the queues with unleased tasks.
+// deliverRunnable sends the payloads of the queues with unleased tasks.
 func (s *Store) deliverRunnable() {
 	rows, err := s.pool.Query(s.ctx, runnableQueuesSQL)
 	if err != nil {
 		s.logger.Warn("pgstore: list runnable queues after reconnecting", "error", err)
 		return
 	}
-	queues, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	payloads, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		s.logger.Warn("pgstore: list runnable queues after reconnecting", "error", err)
 		return
 	}
-	for _, q := range queues {
-		s.deliver(q)
+	for _, p := range payloads {
+		s.deliver(p)
 	}
 }

@@ -714,7 +714,7 @@ func TestDeleteClosedRuns(t *testing.T) {
 	require.Equal(t, 2, n)
 }
 
-// receive waits for want on ch, skipping other names.
+// receive waits for want on ch, skipping other payloads.
 func receive(t *testing.T, ch <-chan string, want string) {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
@@ -731,9 +731,36 @@ func receive(t *testing.T, ch <-chan string, want string) {
 	}
 }
 
+// notified starts a run on task queue marker (run ID marker too) and
+// returns what ch receives before that run's notification: the
+// notifications of the writes committed before it and after the previous
+// call, since notifications of different transactions arrive in commit
+// order.
+func (b *testBundle) notified(t *testing.T, ch <-chan string, marker string) []string {
+	t.Helper()
+	b.createRun(t, marker, marker)
+	var got []string
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case n, ok := <-ch:
+			require.True(t, ok, "notification channel closed; got %q", got)
+			if n == "w/"+marker {
+				return got
+			}
+			got = append(got, n)
+		case <-timeout:
+			require.FailNow(t, "no notification", "waiting for %q, got %q so far", "w/"+marker, got)
+		}
+	}
+}
+
 func TestNotifications(t *testing.T) {
 	t.Parallel()
 
+	// Each write that makes a task runnable notifies its queue with the
+	// kind of task: "w/" for a workflow task, "a/" for an activity task,
+	// and nothing of the other kind.
 	t.Run("RunnableTasks", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
@@ -741,7 +768,7 @@ func TestNotifications(t *testing.T) {
 		ch := other.Notifications(b.ctx)
 
 		b.createRun(t, "r1", "start-q")
-		receive(t, ch, "start-q")
+		require.Equal(t, []string{"w/start-q"}, b.notified(t, ch, "m1"), "a start")
 
 		wt := b.claim(t, "start-q", base)[0]
 		_, err := b.st.CompleteWorkflowTask(b.ctx, store.CompleteWorkflowTaskParams{
@@ -752,24 +779,63 @@ func TestNotifications(t *testing.T) {
 			Now:                base,
 		})
 		require.NoError(t, err)
-		receive(t, ch, "activity-q")
+		require.Equal(t, []string{"a/activity-q"}, b.notified(t, ch, "m2"), "a commit that schedules an activity")
 
-		act, err := b.st.ClaimActivityTasks(b.ctx, store.ClaimParams{TaskQueue: "activity-q", Limit: 1, Now: base})
+		claimActivity := func(now time.Time) store.ActivityTask {
+			t.Helper()
+			act, err := b.st.ClaimActivityTasks(b.ctx, store.ClaimParams{TaskQueue: "activity-q", Limit: 1, Now: now})
+			require.NoError(t, err)
+			require.Len(t, act, 1)
+			return act[0]
+		}
+		retry := func(act store.ActivityTask, retryAt time.Time) {
+			t.Helper()
+			require.NoError(t, b.st.RetryActivityTask(b.ctx, store.RetryActivityTaskParams{
+				RunID: "r1", Seq: 2, Token: act.Token, Attempt: store.ActivityAttempt{Attempt: act.Attempt, Outcome: "failed"},
+				RetryAt: retryAt, Now: base,
+			}))
+		}
+		retry(claimActivity(base), base)
+		require.Equal(t, []string{"a/activity-q"}, b.notified(t, ch, "m3"), "a retry without delay")
+
+		// A retry after a backoff is notified when FireTimers acknowledges
+		// the backoff's end.
+		retry(claimActivity(base), at(time.Minute))
+		require.Empty(t, b.notified(t, ch, "m4"), "a retry after a backoff")
+		queues, err := b.st.FireTimers(b.ctx, at(time.Minute), 10)
 		require.NoError(t, err)
+		require.Empty(t, queues, "no workflow task became claimable")
+		require.Equal(t, []string{"a/activity-q"}, b.notified(t, ch, "m5"), "the end of a backoff")
+
+		act := claimActivity(at(time.Minute))
 		_, err = b.st.CompleteActivityTask(b.ctx, store.CompleteActivityTaskParams{
-			RunID: "r1", Seq: 2, Token: act[0].Token, Attempt: store.ActivityAttempt{Attempt: 1, Outcome: "completed"},
-			Item: store.NewInboxItem{Type: "activity_completed"}, Now: base,
+			RunID: "r1", Seq: 2, Token: act.Token, Attempt: store.ActivityAttempt{Attempt: act.Attempt, Outcome: "completed"},
+			Item: store.NewInboxItem{Type: "activity_completed"}, Now: at(time.Minute),
 		})
 		require.NoError(t, err)
-		receive(t, ch, "start-q")
+		require.Equal(t, []string{"w/start-q"}, b.notified(t, ch, "m6"), "an activity's result")
 
 		// A lease expiry acknowledged by FireTimers makes the task
 		// claimable again.
-		require.Len(t, b.claim(t, "start-q", base), 1) // leased for a minute
-		queues, err := b.st.FireTimers(b.ctx, at(2*time.Minute), 10)
+		require.Len(t, b.claim(t, "start-q", at(time.Minute)), 1) // leased for a minute
+		queues, err = b.st.FireTimers(b.ctx, at(3*time.Minute), 10)
 		require.NoError(t, err)
 		require.Equal(t, []string{"start-q"}, queues)
-		receive(t, ch, "start-q")
+		require.Equal(t, []string{"w/start-q"}, b.notified(t, ch, "m7"), "a lease expiry")
+
+		// So does a timer firing.
+		wt = b.claim(t, "start-q", at(3*time.Minute))[0]
+		_, err = b.st.CompleteWorkflowTask(b.ctx, store.CompleteWorkflowTaskParams{
+			RunID: "r1", Token: wt.Token, ExpectedHistoryLen: wt.Run.HistoryLen,
+			Events:    []store.Event{{ID: wt.Run.HistoryLen + 1, Type: "activity_completed"}},
+			InboxUpTo: wt.Inbox[len(wt.Inbox)-1].ID, Now: at(3 * time.Minute),
+		})
+		require.NoError(t, err)
+		require.Empty(t, b.notified(t, ch, "m8"), "a commit that leaves nothing runnable")
+		queues, err = b.st.FireTimers(b.ctx, at(time.Hour), 10)
+		require.NoError(t, err)
+		require.Equal(t, []string{"start-q"}, queues)
+		require.Equal(t, []string{"w/start-q"}, b.notified(t, ch, "m9"), "a timer")
 	})
 
 	t.Run("OnlyOwnSchema", func(t *testing.T) {
@@ -777,12 +843,12 @@ func TestNotifications(t *testing.T) {
 		a, b := setup(t), setup(t)
 		chA, chB := a.st.Notifications(a.ctx), b.st.Notifications(b.ctx)
 		a.createRun(t, "r1", "queue-a")
-		receive(t, chA, "queue-a")
+		receive(t, chA, "w/queue-a")
 		b.createRun(t, "r1", "queue-b")
 		// Had b's listener heard a's notification, it would come first.
 		select {
 		case got := <-chB:
-			require.Equal(t, "queue-b", got)
+			require.Equal(t, "w/queue-b", got)
 		case <-time.After(10 * time.Second):
 			require.FailNow(t, "no notification")
 		}
@@ -792,6 +858,22 @@ func TestNotifications(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		ch := b.st.Notifications(b.ctx)
+
+		// An unleased activity task on activity-q, and a leased workflow
+		// task on leased-q.
+		b.createRun(t, "r0", "start-q")
+		wt := b.claim(t, "start-q", base)[0]
+		_, err := b.st.CompleteWorkflowTask(b.ctx, store.CompleteWorkflowTaskParams{
+			RunID: "r0", Token: wt.Token, ExpectedHistoryLen: 1,
+			Events:             []store.Event{{ID: 2, Type: "command"}},
+			ScheduleActivities: []store.ActivityTask{{Seq: 2, ActivityType: "charge", TaskQueue: "activity-q"}},
+			Now:                base,
+		})
+		require.NoError(t, err)
+		b.createRun(t, "leased", "leased-q")
+		require.Len(t, b.claim(t, "leased-q", base), 1)
+		require.Equal(t, []string{"w/start-q", "a/activity-q", "w/leased-q"}, b.notified(t, ch, "m0"))
+
 		var schema string
 		require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT current_schema()").Scan(&schema))
 		listen := "LISTEN " + pgx.Identifier{"keel_tasks_" + schema}.Sanitize()
@@ -801,11 +883,24 @@ func TestNotifications(t *testing.T) {
 		require.True(t, terminated)
 
 		// Written while the listener may still be down: the listener lists
-		// the queues with unleased tasks once it is back.
+		// the queues with unleased tasks, by kind, once it is back. Only
+		// that list sends a/activity-q and w/m0 again.
 		b.createRun(t, "r1", "after-reconnect")
-		receive(t, ch, "after-reconnect")
+		want := map[string]bool{"a/activity-q": true, "w/m0": true, "w/after-reconnect": true}
+		timeout := time.After(10 * time.Second)
+		for len(want) > 0 {
+			select {
+			case got, ok := <-ch:
+				require.True(t, ok, "notification channel closed")
+				require.NotEqual(t, "w/leased-q", got, "a leased task is not listed")
+				require.NotEqual(t, "w/start-q", got, "a run without a workflow task is not listed")
+				delete(want, got)
+			case <-timeout:
+				require.FailNow(t, "no notification", "still waiting for %v", want)
+			}
+		}
 		b.createRun(t, "r2", "later")
-		receive(t, ch, "later")
+		receive(t, ch, "w/later")
 	})
 
 	t.Run("ClosedWithStore", func(t *testing.T) {

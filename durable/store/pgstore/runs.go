@@ -123,7 +123,7 @@ var (
 // notifyWorkflowTaskSQL notifies channel $1 with the task queue of run $2's
 // workflow task if the task is claimable at $3.
 const notifyWorkflowTaskSQL = `
-SELECT pg_notify($1, task_queue) FROM keel_workflow_tasks WHERE run_id = $2 AND ready_at <= $3`
+SELECT pg_notify($1, 'w/' || task_queue) FROM keel_workflow_tasks WHERE run_id = $2 AND ready_at <= $3`
 
 const runningRunSQL = `SELECT ` + runColumns + ` FROM keel_runs WHERE workflow_id = $1 AND status = 'running'`
 
@@ -383,7 +383,7 @@ func wakeRun(now, typ, data, channel int) string {
 		"{type}", fmt.Sprintf("$%d", typ),
 		"{data}", fmt.Sprintf("$%d", data),
 		"{notified}", fmt.Sprintf(`, notified AS (
-	SELECT pg_notify($%d, task_queue) FROM task WHERE ready_at <= $%d
+	SELECT pg_notify($%d, 'w/' || task_queue) FROM task WHERE ready_at <= $%d
 )`, channel, now),
 	).Replace(wakeRunSQL)
 }

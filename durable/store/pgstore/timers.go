@@ -40,7 +40,7 @@ WITH due AS (
 	SELECT due.run_id, due.item_type, $1, due.item_data FROM due JOIN task ON task.run_id = due.run_id
 	ORDER BY due.fire_at, due.run_id, due.seq
 ), notified AS (
-	SELECT pg_notify($3, q) FROM (SELECT DISTINCT task_queue AS q FROM task WHERE ready_at <= $1) queues
+	SELECT pg_notify($3, 'w/' || q) FROM (SELECT DISTINCT task_queue AS q FROM task WHERE ready_at <= $1) queues
 )
 SELECT task_queue, (SELECT count(*) FROM notified) FROM due ORDER BY fire_at, run_id, seq`
 
@@ -54,7 +54,7 @@ WITH due AS (
 	UPDATE keel_workflow_tasks w SET wake_at = NULL FROM due WHERE w.run_id = due.run_id
 	RETURNING w.task_queue
 ), notified AS (
-	SELECT pg_notify($3, q) FROM (SELECT DISTINCT task_queue AS q FROM woken) queues
+	SELECT pg_notify($3, 'w/' || q) FROM (SELECT DISTINCT task_queue AS q FROM woken) queues
 )
 SELECT task_queue, (SELECT count(*) FROM notified) FROM woken`
 
@@ -68,7 +68,7 @@ WITH due AS (
 	UPDATE keel_activity_tasks a SET wake_at = NULL FROM due WHERE a.run_id = due.run_id AND a.seq = due.seq
 	RETURNING a.task_queue
 ), notified AS (
-	SELECT pg_notify($3, q) FROM (SELECT DISTINCT task_queue AS q FROM woken) queues
+	SELECT pg_notify($3, 'a/' || q) FROM (SELECT DISTINCT task_queue AS q FROM woken) queues
 )
 SELECT count(*) FROM notified`
 

@@ -197,7 +197,7 @@ WITH requeued AS (
 	WHERE run_id = $1 AND EXISTS (SELECT 1 FROM keel_inbox WHERE run_id = $1)
 	RETURNING task_queue
 ), notified AS (
-	SELECT pg_notify($3, task_queue) FROM requeued
+	SELECT pg_notify($3, 'w/' || task_queue) FROM requeued
 )
 SELECT count(*) FROM notified`
 
@@ -244,7 +244,7 @@ WITH run AS (
 	CROSS JOIN run{join}
 	{returning}
 ), notified AS (
-	SELECT pg_notify($3, q) FROM (
+	SELECT pg_notify($3, 'a/' || q) FROM (
 		SELECT DISTINCT task_queue AS q FROM inserted WHERE ready_at <= $2 AND token IS NULL
 	) queues
 )
@@ -491,7 +491,7 @@ WITH released AS (
 	WHERE run_id = $1 AND token = $2
 	RETURNING task_queue, ready_at
 ), notified AS (
-	SELECT pg_notify($6, task_queue) FROM released WHERE ready_at <= $5
+	SELECT pg_notify($6, 'w/' || task_queue) FROM released WHERE ready_at <= $5
 )
 SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM released)
 		THEN keel_raise('KL001', 'the workflow task has another token') END,
