@@ -306,7 +306,8 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 const seedsEnv = "KEEL_CRASHALL_SEEDS"
 
 // fullSeeds is the full profile's seeds per failpoint on each store: with
-// the 40 failpoints the workload crosses, 4,600 kills per store.
+// the 43 to 45 failpoints the workload crosses, about 5,000 kills per
+// store.
 const fullSeeds = 115
 
 // seedsPerFailpoint returns the seeds per failpoint: ci under the CI
