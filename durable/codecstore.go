@@ -3,6 +3,7 @@ package durable
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -32,8 +33,53 @@ type codecStore struct {
 	c Codec
 }
 
-// textPrefix marks a failure message stored encoded, as base64 text.
+// textPrefix starts a text value in EncodeText's form.
 const textPrefix = "keel-codec:"
+
+// ErrMalformedText: a value starts like EncodeText's form but the rest is
+// not base64.
+var ErrMalformedText = errors.New("durable: codec: malformed encoded text")
+
+// EncodeText encodes t with c for a text column: the form in which the
+// engine stores failure messages encoded (and hitl its approvals' text
+// columns), "keel-codec:" followed by the base64 of c's output. The empty
+// string stays empty.
+func EncodeText(c Codec, t string) (string, error) {
+	if t == "" {
+		return t, nil
+	}
+	b, err := c.Encode([]byte(t))
+	if err != nil {
+		return "", fmt.Errorf("durable: codec: encode: %w", err)
+	}
+	return textPrefix + base64.StdEncoding.EncodeToString(b), nil
+}
+
+// IsEncodedText reports whether t starts like EncodeText's form.
+func IsEncodedText(t string) bool { return strings.HasPrefix(t, textPrefix) }
+
+// DecodeText reverses EncodeText. A value not in its form is plain text,
+// written before a codec was configured, and is returned as it is; one
+// with the prefix whose rest is not base64 is an error wrapping
+// ErrMalformedText.
+func DecodeText(c Codec, t string) (string, error) {
+	rest, ok := strings.CutPrefix(t, textPrefix)
+	if !ok {
+		return t, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrMalformedText, err)
+	}
+	if len(b) == 0 {
+		return "", nil
+	}
+	out, err := c.Decode(b)
+	if err != nil {
+		return "", fmt.Errorf("durable: codec: decode: %w", err)
+	}
+	return string(out), nil
+}
 
 func (s *codecStore) enc(b []byte) ([]byte, error) {
 	if len(b) == 0 {
@@ -57,29 +103,9 @@ func (s *codecStore) dec(b []byte) ([]byte, error) {
 	return out, nil
 }
 
-func (s *codecStore) encText(t string) (string, error) {
-	if t == "" {
-		return t, nil
-	}
-	b, err := s.enc([]byte(t))
-	if err != nil {
-		return "", err
-	}
-	return textPrefix + base64.StdEncoding.EncodeToString(b), nil
-}
+func (s *codecStore) encText(t string) (string, error) { return EncodeText(s.c, t) }
 
-func (s *codecStore) decText(t string) (string, error) {
-	rest, ok := strings.CutPrefix(t, textPrefix)
-	if !ok {
-		return t, nil
-	}
-	b, err := base64.StdEncoding.DecodeString(rest)
-	if err != nil {
-		return "", fmt.Errorf("durable: codec: decode text: %w", err)
-	}
-	b, err = s.dec(b)
-	return string(b), err
-}
+func (s *codecStore) decText(t string) (string, error) { return DecodeText(s.c, t) }
 
 // encAll encodes each field in place, stopping at the first error.
 func (s *codecStore) encAll(fields ...*[]byte) error {

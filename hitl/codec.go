@@ -1,74 +1,63 @@
 package hitl
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
-)
 
-// codecPrefix marks a column value stored encoded: the codec's output,
-// base64-encoded, follows it. The engine marks the failure messages it
-// stores encoded the same way. Canonical JSON never starts with it, so a
-// JSON column tells encoded from plain values without doubt.
-const codecPrefix = "keel-codec:"
+	"github.com/keelhq/keel/durable"
+)
 
 // errNoCodec: a JSON column holds an encoded value and the Service has no
 // codec to decode it.
 var errNoCodec = errors.New("the value is encoded and Config.Codec is not set")
 
-// seal encodes a payload column's value for the table. Without a codec, or
-// for an empty value, it returns v as it is.
+// seal encodes a payload column's value for the table, in the engine's
+// text form (durable.EncodeText), which canonical JSON never takes. Without
+// a codec it returns v as it is.
 func (s *Service) seal(v string) (string, error) {
-	if s.codec == nil || v == "" {
+	if s.codec == nil {
 		return v, nil
 	}
-	b, err := s.codec.Encode([]byte(v))
+	out, err := durable.EncodeText(s.codec, v)
 	if err != nil {
-		return "", fmt.Errorf("codec: encode: %w", err)
+		return "", fmt.Errorf("codec: %w", err)
 	}
-	return codecPrefix + base64.StdEncoding.EncodeToString(b), nil
+	return out, nil
 }
 
 // openText decodes a text column's value (title, details, comment).
-// Values without the prefix are plain: rows written before the codec was
-// configured. A Service without a codec returns every value as stored, so
-// that a plain comment that happens to start with the prefix never makes
-// an approval unreadable; so does a prefixed value that is not base64.
+// Values not in the encoded form are plain: rows written before the codec
+// was configured. A Service without a codec returns every value as stored,
+// so that a plain comment that happens to start like the encoded form
+// never makes an approval unreadable; so does a value that only starts
+// like it.
 func (s *Service) openText(v string) (string, error) {
-	rest, ok := strings.CutPrefix(v, codecPrefix)
-	if !ok || s.codec == nil {
+	if s.codec == nil {
 		return v, nil
 	}
-	b, err := base64.StdEncoding.DecodeString(rest)
-	if err != nil {
-		return v, nil // a plain value that starts with the prefix
+	out, err := durable.DecodeText(s.codec, v)
+	if errors.Is(err, durable.ErrMalformedText) {
+		return v, nil // a plain value that starts like the encoded form
 	}
-	out, err := s.codec.Decode(b)
 	if err != nil {
-		return "", fmt.Errorf("codec: decode: %w", err)
+		return "", fmt.Errorf("codec: %w", err)
 	}
-	return string(out), nil
+	return out, nil
 }
 
 // openJSON decodes a JSON column's value (arguments, edited arguments).
 // Plain JSON is returned as it is; an encoded value needs the codec.
 func (s *Service) openJSON(v string) (json.RawMessage, error) {
-	rest, ok := strings.CutPrefix(v, codecPrefix)
-	if !ok {
+	if !durable.IsEncodedText(v) {
 		return json.RawMessage(v), nil
 	}
 	if s.codec == nil {
 		return nil, fmt.Errorf("codec: %w", errNoCodec)
 	}
-	b, err := base64.StdEncoding.DecodeString(rest)
+	out, err := durable.DecodeText(s.codec, v)
 	if err != nil {
-		return nil, fmt.Errorf("codec: decode: %w", err)
-	}
-	out, err := s.codec.Decode(b)
-	if err != nil {
-		return nil, fmt.Errorf("codec: decode: %w", err)
+		return nil, fmt.Errorf("codec: %w", err)
 	}
 	return json.RawMessage(out), nil
 }
