@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/keelhq/keel/durable"
@@ -52,10 +50,7 @@ func TestCodecLeavesNoPlaintextInTheDatabase(t *testing.T) {
 		st, err := sqlitestore.Open(path, nil)
 		require.NoError(t, err)
 		exerciseCodec(t, st, func(t *testing.T) string {
-			db := st.DB()
-			return dumpTables(t, db, `SELECT name FROM sqlite_master WHERE type = 'table'`, func(table string) string {
-				return "SELECT * FROM " + table
-			})
+			return string(testdb.DumpSQLite(t, st.DB()))
 		})
 	})
 	t.Run("postgres", func(t *testing.T) {
@@ -63,74 +58,8 @@ func TestCodecLeavesNoPlaintextInTheDatabase(t *testing.T) {
 		pool := testdb.Postgres(t)
 		st, err := pgstore.New(context.Background(), pool, nil)
 		require.NoError(t, err)
-		exerciseCodec(t, st, func(t *testing.T) string { return dumpPostgres(t, pool) })
+		exerciseCodec(t, st, func(t *testing.T) string { return string(testdb.DumpPostgres(t, pool)) })
 	})
-}
-
-func dumpTables(t *testing.T, db *sql.DB, list string, query func(string) string) string {
-	t.Helper()
-	rows, err := db.Query(list)
-	require.NoError(t, err)
-	var tables []string
-	for rows.Next() {
-		var name string
-		require.NoError(t, rows.Scan(&name))
-		tables = append(tables, name)
-	}
-	require.NoError(t, rows.Close())
-	var b strings.Builder
-	for _, table := range tables {
-		rows, err := db.Query(query(table))
-		require.NoError(t, err)
-		cols, err := rows.Columns()
-		require.NoError(t, err)
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			require.NoError(t, rows.Scan(ptrs...))
-			for _, v := range vals {
-				switch v := v.(type) {
-				case []byte:
-					b.Write(v)
-				default:
-					fmt.Fprint(&b, v)
-				}
-				b.WriteByte('|')
-			}
-		}
-		require.NoError(t, rows.Close())
-	}
-	return b.String()
-}
-
-func dumpPostgres(t *testing.T, pool *pgxpool.Pool) string {
-	t.Helper()
-	ctx := context.Background()
-	rows, err := pool.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`)
-	require.NoError(t, err)
-	var tables []string
-	for rows.Next() {
-		var name string
-		require.NoError(t, rows.Scan(&name))
-		tables = append(tables, name)
-	}
-	rows.Close()
-	var b strings.Builder
-	for _, table := range tables {
-		rows, err := pool.Query(ctx, fmt.Sprintf(`SELECT t::text FROM %q t`, table))
-		require.NoError(t, err)
-		for rows.Next() {
-			var s string
-			require.NoError(t, rows.Scan(&s))
-			b.WriteString(s)
-		}
-		rows.Close()
-	}
-	// bytea renders as hex in text form: look for the secret's hex too.
-	return b.String()
 }
 
 func exerciseCodec(t *testing.T, st store.Store, dump rawDump) {

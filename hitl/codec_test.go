@@ -7,16 +7,15 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/keelhq/keel/appdb"
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/durable/codec"
 	"github.com/keelhq/keel/hitl"
+	"github.com/keelhq/keel/internal/testdb"
 )
 
 // cardSecret is what must not reach the approval tables in plain text.
@@ -49,38 +48,6 @@ func secretRequest(secret string) hitl.Request {
 		Group:     "legal",
 		Requester: "support-agent",
 	}
-}
-
-// dumpTables returns every value of every row of the tables, as stored.
-func dumpTables(t *testing.T, db *appdb.DB, tables ...string) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	for _, table := range tables {
-		rows, err := db.QueryContext(context.Background(), `SELECT * FROM `+table)
-		require.NoError(t, err)
-		cols, err := rows.Columns()
-		require.NoError(t, err)
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			require.NoError(t, rows.Scan(ptrs...))
-			for _, v := range vals {
-				if raw, ok := v.([]byte); ok {
-					b.Write(raw)
-				} else {
-					fmt.Fprint(&b, v)
-				}
-				b.WriteByte('|')
-			}
-			b.WriteByte('\n')
-		}
-		require.NoError(t, rows.Err())
-		require.NoError(t, rows.Close())
-	}
-	return b.Bytes()
 }
 
 // requireAbsent fails if dump holds secret, plain or in a common encoding.
@@ -168,7 +135,7 @@ func TestPayloadCodec(t *testing.T) {
 		require.Len(t, list, 1)
 		require.Equal(t, *got, list[0])
 
-		dump := dumpTables(t, b.db, "hitl_approvals", "hitl_votes")
+		dump := testdb.DumpTables(t, b.db, "hitl_approvals", "hitl_votes")
 		require.Contains(t, string(dump), a.ID, "the dump reads the approval")
 		require.Contains(t, string(dump), a.ArgsHash, "hashes stay readable")
 		require.Contains(t, string(dump), "lena", "reviewers stay readable")
@@ -217,7 +184,7 @@ func TestPayloadCodecPlainRows(t *testing.T) {
 		_, err = b.svc.Decide(ctx, a2.ID, hitl.DecideInput{Reviewer: "fred", Approve: true, ArgsHash: a2.ArgsHash,
 			Comment: "first " + cardSecret})
 		require.NoError(t, err)
-		require.Contains(t, string(dumpTables(t, b.db, "hitl_approvals", "hitl_votes")), cardSecret,
+		require.Contains(t, string(testdb.DumpTables(t, b.db, "hitl_approvals", "hitl_votes")), cardSecret,
 			"without a codec the rows are plain")
 
 		// The codec is configured: the plain rows read as they did.
@@ -250,6 +217,6 @@ func TestPayloadCodecPlainRows(t *testing.T) {
 		require.Len(t, list, 1)
 		require.Equal(t, *got2, list[0])
 
-		requireAbsent(t, dumpTables(t, b.db, "hitl_votes"), second)
+		requireAbsent(t, testdb.DumpTables(t, b.db, "hitl_votes"), second)
 	})
 }

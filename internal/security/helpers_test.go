@@ -3,10 +3,8 @@ package security_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -20,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/keelhq/keel/appdb"
@@ -159,9 +155,7 @@ func sqliteDB(t *testing.T) *database {
 	db := open(t)
 	return &database{st: st, db: db, other: open, dump: func(t *testing.T) []byte {
 		var b bytes.Buffer
-		b.Write(dumpSQL(t, db.DB, `SELECT name FROM sqlite_master WHERE type = 'table'`, func(table string) string {
-			return `SELECT * FROM "` + table + `"`
-		}))
+		b.Write(testdb.DumpSQLite(t, db))
 		for _, f := range []string{file, file + "-wal"} {
 			raw, err := os.ReadFile(f)
 			if errors.Is(err, os.ErrNotExist) {
@@ -185,7 +179,7 @@ func postgresDB(t *testing.T) *database {
 		t.Cleanup(func() { _ = db.Close() })
 		return db
 	}
-	return &database{st: st, db: open(t), other: open, dump: func(t *testing.T) []byte { return dumpPostgres(t, pool) }}
+	return &database{st: st, db: open(t), other: open, dump: func(t *testing.T) []byte { return testdb.DumpPostgres(t, pool) }}
 }
 
 // forEachBackend runs fn on SQLite, and on Postgres when
@@ -199,74 +193,6 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, be backend)) {
 		t.Parallel()
 		fn(t, postgresDB)
 	})
-}
-
-// dumpSQL writes every value of every table that list names, raw bytes
-// as they are and anything else as fmt prints it.
-func dumpSQL(t *testing.T, db *sql.DB, list string, query func(table string) string) []byte {
-	t.Helper()
-	rows, err := db.Query(list)
-	require.NoError(t, err)
-	var tables []string
-	for rows.Next() {
-		var name string
-		require.NoError(t, rows.Scan(&name))
-		tables = append(tables, name)
-	}
-	require.NoError(t, rows.Close())
-	require.NotEmpty(t, tables)
-	var b bytes.Buffer
-	for _, table := range tables {
-		rows, err := db.Query(query(table))
-		require.NoError(t, err)
-		cols, err := rows.Columns()
-		require.NoError(t, err)
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			require.NoError(t, rows.Scan(ptrs...))
-			for _, v := range vals {
-				if raw, ok := v.([]byte); ok {
-					b.Write(raw)
-				} else {
-					fmt.Fprint(&b, v)
-				}
-				b.WriteByte('|')
-			}
-			b.WriteByte('\n')
-		}
-		require.NoError(t, rows.Err())
-		require.NoError(t, rows.Close())
-	}
-	return b.Bytes()
-}
-
-// dumpPostgres writes every row of every table of the pool's schema in
-// Postgres's text form (bytea as \x hex).
-func dumpPostgres(t *testing.T, pool *pgxpool.Pool) []byte {
-	t.Helper()
-	ctx := context.Background()
-	rows, err := pool.Query(ctx, `SELECT table_name FROM information_schema.tables
-		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`)
-	require.NoError(t, err)
-	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	require.NoError(t, err)
-	require.NotEmpty(t, tables)
-	var b bytes.Buffer
-	for _, table := range tables {
-		rows, err := pool.Query(ctx, `SELECT t::text FROM `+pgx.Identifier{table}.Sanitize()+` t`)
-		require.NoError(t, err)
-		texts, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		require.NoError(t, err)
-		for _, s := range texts {
-			b.WriteString(s)
-			b.WriteByte('\n')
-		}
-	}
-	return b.Bytes()
 }
 
 type setupOpts struct {
