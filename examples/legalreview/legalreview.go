@@ -200,14 +200,7 @@ func (x *Example) TaskQueue() string { return x.cfg.TaskQueue }
 // Start starts a run for req. opts may be nil; its TaskQueue defaults to
 // the example's.
 func (x *Example) Start(ctx context.Context, req Request, opts *durable.StartOptions) (*durable.Handle[Outcome], error) {
-	o := durable.StartOptions{}
-	if opts != nil {
-		o = *opts
-	}
-	if o.TaskQueue == "" {
-		o.TaskQueue = x.cfg.TaskQueue
-	}
-	return x.Workflow.Start(ctx, x.env.Engine, req, &o)
+	return setup.Start(ctx, x.env, x.Workflow, req, x.cfg.TaskQueue, opts)
 }
 
 // run is the workflow: draft, ask the lawyers, escalate to the partners on

@@ -280,6 +280,21 @@ func (env *Env) AddTaskQueue(queue string) {
 	}
 }
 
+// Start starts a run of wf with input in on env's engine, the Start of
+// every example. opts may be nil; its TaskQueue defaults to queue, the
+// example's.
+func Start[In, Out any](ctx context.Context, env *Env, wf *durable.Workflow[In, Out], in In, queue string,
+	opts *durable.StartOptions) (*durable.Handle[Out], error) {
+	o := durable.StartOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.TaskQueue == "" {
+		o.TaskQueue = queue
+	}
+	return wf.Start(ctx, env.Engine, in, &o)
+}
+
 // TaskQueues returns the task queues that need a worker: the examples'
 // own and those of the agents registered on the Runtime, sorted.
 func (env *Env) TaskQueues() []string {
