@@ -21,21 +21,11 @@ func FuzzTape(f *testing.F) {
 }
 
 // TestRandomTapes plays generated tapes: 8, or 1,000 under
-// KEEL_RELIABILITY=full. Without coverage instrumentation they run much
-// faster than under -fuzz.
+// KEEL_RELIABILITY=full.
 func TestRandomTapes(t *testing.T) {
 	t.Parallel()
 	st, opts := tapeStore(t)
-	var total storetest.TapeStats
-	n := reliability.Pick(8, 1000)
-	for seed := range uint64(n) {
-		s := storetest.RunTape(t, st, storetest.RandomTape(1_000_000+seed, 600), opts)
-		total.Ops += s.Ops
-		total.Runs += s.Runs
-		total.Fenced += s.Fenced
-		total.FastPaths += s.FastPaths
-	}
-	t.Logf("%d random tapes on Postgres: %d operations, %d runs, %d fenced writes refused, %d fast-path commits", n, total.Ops, total.Runs, total.Fenced, total.FastPaths)
+	storetest.RunRandomTapes(t, st, "Postgres", reliability.Pick(8, 1000), opts)
 }
 
 // tapeStore opens a store on a new schema of the test server, and the

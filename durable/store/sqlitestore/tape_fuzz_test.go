@@ -21,21 +21,11 @@ func FuzzTape(f *testing.F) {
 }
 
 // TestRandomTapes plays generated tapes: 8, or 3,000 under
-// KEEL_RELIABILITY=full. Without coverage instrumentation they run much
-// faster than under -fuzz.
+// KEEL_RELIABILITY=full.
 func TestRandomTapes(t *testing.T) {
 	t.Parallel()
 	st, opts := tapeStore(t)
-	var total storetest.TapeStats
-	n := reliability.Pick(8, 3000)
-	for seed := range uint64(n) {
-		s := storetest.RunTape(t, st, storetest.RandomTape(1_000_000+seed, 600), opts)
-		total.Ops += s.Ops
-		total.Runs += s.Runs
-		total.Fenced += s.Fenced
-		total.FastPaths += s.FastPaths
-	}
-	t.Logf("%d random tapes on SQLite: %d operations, %d runs, %d fenced writes refused, %d fast-path commits", n, total.Ops, total.Runs, total.Fenced, total.FastPaths)
+	storetest.RunRandomTapes(t, st, "SQLite", reliability.Pick(8, 3000), opts)
 }
 
 // tapeStore opens a store on a new SQLite file, and the tape's view of a
