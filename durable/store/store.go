@@ -722,6 +722,20 @@ type Store interface {
 	Close() error
 }
 
+// ErrNeedsWorkflowTask refuses, on a write without a workflow task of its
+// own (CreateRunParams.FirstTask and the *WithWorkflowTask fast paths), a
+// commit that starts children, makes external requests or continues as
+// new: their answers come back through the run's inbox, which needs a
+// workflow task to take them.
+var ErrNeedsWorkflowTask = errors.New("a commit that starts children, makes external requests or continues as new needs a workflow task")
+
+// NeedsWorkflowTask reports whether the commit starts children, makes
+// external requests or continues as new (see ErrNeedsWorkflowTask).
+func (p *CompleteWorkflowTaskParams) NeedsWorkflowTask() bool {
+	return len(p.StartChildren) > 0 || len(p.External) > 0 ||
+		(p.Close != nil && p.Close.Status == StatusContinuedAsNew)
+}
+
 // CheckFirstTask reports whether p.FirstTask, if set, is one that CreateRun
 // accepts (see CreateRunParams.FirstTask), for the stores to check before
 // they write anything.
@@ -736,8 +750,8 @@ func (p *CreateRunParams) CheckFirstTask() error {
 		return fmt.Errorf("the first task is of run %q", f.RunID)
 	case f.ExpectedHistoryLen != 1:
 		return fmt.Errorf("the first task starts from %d events, want 1", f.ExpectedHistoryLen)
-	case len(f.StartChildren) > 0 || len(f.External) > 0 || (f.Close != nil && f.Close.Status == StatusContinuedAsNew):
-		return errors.New("a first task that starts children, makes external requests or continues as new needs a workflow task")
+	case f.NeedsWorkflowTask():
+		return fmt.Errorf("first task: %w", ErrNeedsWorkflowTask)
 	}
 	return nil
 }

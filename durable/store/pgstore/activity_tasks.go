@@ -277,8 +277,8 @@ func (s *Store) CompleteActivityWithWorkflowTask(ctx context.Context, p store.Co
 	if wp.RunID != ap.RunID {
 		return fail(fmt.Errorf("the workflow task is of run %q", wp.RunID))
 	}
-	if needsTask(&wp) {
-		return fail(errNeedsTask)
+	if wp.NeedsWorkflowTask() {
+		return fail(store.ErrNeedsWorkflowTask)
 	}
 	var result store.CompleteWorkflowTaskResult
 	b := &pgx.Batch{}

@@ -204,15 +204,6 @@ WITH old AS (
 )
 SELECT pg_notify($10, 'w/' || task_queue) FROM task`
 
-// errNeedsTask refuses child starts, external requests and continue-as-new
-// on the idle commit path, which leaves no workflow task behind to take
-// their answers.
-var errNeedsTask = errors.New("a commit that starts children, makes external requests or continues as new needs a workflow task")
-
-func needsTask(p *store.CompleteWorkflowTaskParams) bool {
-	return len(p.StartChildren) > 0 || len(p.External) > 0 ||
-		(p.Close != nil && p.Close.Status == store.StatusContinuedAsNew)
-}
 
 // queueChildren queues the child starts and external requests of a
 // commit. A closing run gets no answers in its own inbox. The children's

@@ -632,8 +632,8 @@ func (s *Store) SignalWithWorkflowTask(ctx context.Context, p store.SignalWithWo
 // statements that queue adds (the write of the input the task ran on),
 // then the commit's.
 func (s *Store) sendIdleCommit(ctx context.Context, wp store.CompleteWorkflowTaskParams, queue func(b *pgx.Batch)) (store.CompleteWorkflowTaskResult, error) {
-	if needsTask(&wp) {
-		return store.CompleteWorkflowTaskResult{}, errNeedsTask
+	if wp.NeedsWorkflowTask() {
+		return store.CompleteWorkflowTaskResult{}, store.ErrNeedsWorkflowTask
 	}
 	var result store.CompleteWorkflowTaskResult
 	b := &pgx.Batch{}

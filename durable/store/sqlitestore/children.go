@@ -20,7 +20,6 @@ const (
 	parentOfSQL  = `SELECT parent_run_id, parent_seq, parent_close_policy FROM runs WHERE run_id = ?`
 	moveInboxSQL = `INSERT INTO inbox (run_id, type, time, data) SELECT ?2, type, time, data FROM inbox
 		WHERE run_id = ?1 AND id > ?3 AND type IN (SELECT value FROM json_each(?4)) ORDER BY id`
-	checkChildTypes = "a commit that starts children, makes external requests or continues as new needs a workflow task"
 )
 
 // pendingInboxSQL counts a run's inbox items after an ID whose type is in a

@@ -258,13 +258,11 @@ func newWorkflowCommit(p *store.CompleteWorkflowTaskParams) (*workflowCommit, er
 }
 
 // newIdleCommit is newWorkflowCommit for a commit fenced on the run being
-// idle (commitWorkflowTask with idle), which cannot start children, make
-// external requests or continue as new: their answers need a workflow
-// task.
+// idle (commitWorkflowTask with idle), which leaves no workflow task (see
+// store.ErrNeedsWorkflowTask).
 func newIdleCommit(p *store.CompleteWorkflowTaskParams) (*workflowCommit, error) {
-	if len(p.StartChildren) > 0 || len(p.External) > 0 ||
-		(p.Close != nil && p.Close.Status == store.StatusContinuedAsNew) {
-		return nil, errors.New(checkChildTypes)
+	if p.NeedsWorkflowTask() {
+		return nil, store.ErrNeedsWorkflowTask
 	}
 	return newWorkflowCommit(p)
 }
