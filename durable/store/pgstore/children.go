@@ -204,7 +204,6 @@ WITH old AS (
 )
 SELECT pg_notify($10, 'w/' || task_queue) FROM task`
 
-
 // queueChildren queues the child starts and external requests of a
 // commit. A closing run gets no answers in its own inbox. The children's
 // search attributes must have been read (checkCommitSearch).
