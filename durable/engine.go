@@ -293,6 +293,13 @@ func runInfo(r store.Run) RunInfo {
 // input. When opts.ID names a running run, that run is returned (Created is
 // false) and nothing is started. opts may be nil.
 func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawMessage, opts *StartOptions) (RunInfo, error) {
+	return e.startWorkflow(ctx, name, input, opts, nil)
+}
+
+// startWorkflow is StartWorkflow; inbox, when not empty, is written to the
+// new run's inbox in the commit that creates it, so that its first
+// workflow task sees it. A run that was already running gets nothing.
+func (e *Engine) startWorkflow(ctx context.Context, name string, input json.RawMessage, opts *StartOptions, inbox []store.NewInboxItem) (RunInfo, error) {
 	if e.workflowDef(name) == nil {
 		return RunInfo{}, fmt.Errorf("%w: %q", ErrUnknownWorkflow, name)
 	}
@@ -327,8 +334,11 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 	if w != nil && !w.tryAcquire(w.wfSem) {
 		w = nil
 	}
+	// A start with inbox items is the first input of a batch that they
+	// end: the workflow's code first runs once all are applied, in the
+	// first task and in every replay.
 	start := store.Event{ID: 1, Type: EventWorkflowStarted, Time: now, Data: mustMarshal(&eventData{
-		Name: name, WorkflowID: o.ID, TaskQueue: o.TaskQueue, Input: input,
+		Name: name, WorkflowID: o.ID, TaskQueue: o.TaskQueue, Input: input, More: len(inbox) > 0,
 	})}
 	cp := store.CreateRunParams{
 		RunID:            runID,
@@ -341,6 +351,16 @@ func (e *Engine) StartWorkflow(ctx context.Context, name string, input json.RawM
 		Now:              now,
 		SearchAttributes: search,
 		Memo:             memo,
+		Inbox:            inbox,
+	}
+	if len(inbox) > 0 {
+		// The first task must see the inbox: run it from a claim, which
+		// reads the inbox, rather than here or from an eager lease, which
+		// start from the start event alone.
+		if w != nil {
+			<-w.wfSem
+		}
+		w = nil
 	}
 	var (
 		res   store.CreateRunResult
@@ -478,11 +498,8 @@ type SignalOptions struct {
 // be nil. It returns ErrRunNotFound or ErrRunClosed when there is no running
 // run to receive it.
 func (e *Engine) Signal(ctx context.Context, workflowID, name string, payload json.RawMessage, opts *SignalOptions) error {
-	if len(payload) > e.limits.MaxPayloadBytes {
-		return fmt.Errorf("signal %s: %w: %d bytes", name, ErrPayloadTooLarge, len(payload))
-	}
-	if len(payload) > 0 && !json.Valid(payload) {
-		return fmt.Errorf("signal %s: %w: payload is not valid JSON", name, ErrInvalidPayload)
+	if err := e.checkSignalPayload(name, payload); err != nil {
+		return err
 	}
 	o := SignalOptions{}
 	if opts != nil {
@@ -490,7 +507,7 @@ func (e *Engine) Signal(ctx context.Context, workflowID, name string, payload js
 	}
 	p := store.SignalParams{
 		RunID:     o.RunID,
-		Item:      store.NewInboxItem{Type: EventSignalReceived, Data: mustMarshal(&eventData{Name: name, Input: payload})},
+		Item:      signalItem(name, payload),
 		RequestID: o.RequestID,
 		Now:       e.clock.Now(),
 	}
@@ -521,6 +538,23 @@ func (e *Engine) Signal(ctx context.Context, workflowID, name string, payload js
 	}
 	e.notifyQueue(run.TaskQueue)
 	return nil
+}
+
+// checkSignalPayload refuses a signal payload that is too large or not
+// JSON.
+func (e *Engine) checkSignalPayload(name string, payload json.RawMessage) error {
+	if len(payload) > e.limits.MaxPayloadBytes {
+		return fmt.Errorf("signal %s: %w: %d bytes", name, ErrPayloadTooLarge, len(payload))
+	}
+	if len(payload) > 0 && !json.Valid(payload) {
+		return fmt.Errorf("signal %s: %w: payload is not valid JSON", name, ErrInvalidPayload)
+	}
+	return nil
+}
+
+// signalItem is the inbox item of a signal.
+func signalItem(name string, payload json.RawMessage) store.NewInboxItem {
+	return store.NewInboxItem{Type: EventSignalReceived, Data: mustMarshal(&eventData{Name: name, Input: payload})}
 }
 
 // Send sends the signal to the workflow ID's running run.

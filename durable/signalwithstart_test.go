@@ -1,8 +1,10 @@
 package durable_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -87,5 +89,60 @@ func TestSignalRequestIDAppliedOnce(t *testing.T) {
 		got, err := h.Result(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 6, got)
+	})
+}
+
+// A workflow that closes in its first task still sees the signal it was
+// started with: the signal is written with the run, before any task runs.
+// The code runs once the start and the signal are both applied, in the
+// first task and in every replay.
+func TestSignalWithStartSignalSeenByFirstTask(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, db opener) {
+		note := durable.NewSignal[string]("note")
+		// peek closes in its first task; with a signal, it first sleeps,
+		// so that a replay that ran the code on the start alone would
+		// issue another command than the history holds.
+		peek := durable.NewWorkflow("peek", func(ctx durable.Context, sleep bool) (string, error) {
+			s, ok, err := note.TryReceive(ctx)
+			if err != nil {
+				return "", err
+			}
+			if !ok {
+				return "no signal", nil
+			}
+			if sleep {
+				if err := durable.Sleep(ctx, time.Millisecond); err != nil {
+					return "", err
+				}
+			}
+			return s, nil
+		})
+		b := setup(t, setupOpts{db: db, defs: []durable.Definition{peek}})
+		ctx := testContext(t)
+		r, err := durable.NewReplayer(peek)
+		require.NoError(t, err)
+		for i, sleep := range []bool{false, false, true} { // each call closes its run and starts the next
+			h, err := durable.SignalWithStart(ctx, b.e, peek, sleep, note, "hello", &durable.StartOptions{ID: "peek"})
+			require.NoError(t, err, "call %d", i)
+			require.True(t, h.Created(), "call %d", i)
+			out, err := h.Result(ctx)
+			require.NoError(t, err)
+			require.Equal(t, "hello", out, "call %d: the first task saw the signal", i)
+
+			history, err := b.e.ExportHistory(ctx, h.RunID())
+			require.NoError(t, err)
+			require.NoError(t, r.ReplayJSON(history))
+			unmarked := regexp.MustCompile(`,\s*"more": true`).ReplaceAll(history, nil)
+			require.NotEqual(t, history, unmarked, "the start event is marked as followed by the signal")
+			if sleep {
+				require.Error(t, r.ReplayJSON(unmarked), "without the mark, the replay returns instead of sleeping")
+			}
+		}
+
+		_, err = b.e.SignalWithStart(ctx, "peek", nil, "note", []byte("{"), &durable.StartOptions{ID: "peek"})
+		require.ErrorIs(t, err, durable.ErrInvalidPayload)
+		_, err = b.e.SignalWithStart(ctx, "peek", nil, "note", make([]byte, 8<<20), &durable.StartOptions{ID: "peek"})
+		require.ErrorIs(t, err, durable.ErrPayloadTooLarge)
 	})
 }
