@@ -85,8 +85,14 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			return err
 		}
 		res.Activities = wres.Activities
-		res.Run, err = scanRun(t.queryRow(s.q.getRun, p.RunID))
-		return err
+		if first.upsert != nil {
+			// The run's search attributes merge in the upsert: read
+			// them back.
+			res.Run, err = scanRun(t.queryRow(s.q.getRun, p.RunID))
+			return err
+		}
+		first.apply(&res.Run)
+		return nil
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrWorkflowIDInUse) {

@@ -43,6 +43,7 @@ func exerciseFirstTask(t *testing.T, setup func(*testing.T) *bundle) {
 		require.Equal(t, store.StatusRunning, res.Run.Status)
 		require.EqualValues(t, 4, res.Run.HistoryLen)
 		got := b.getRun(t, p.RunID)
+		require.Equal(t, got, res.Run, "the run returned is the run written")
 		require.EqualValues(t, 4, got.HistoryLen)
 		size := int64(len(p.StartEvent.Data))
 		for _, ev := range p.FirstTask.Events {
@@ -79,6 +80,23 @@ func exerciseFirstTask(t *testing.T, setup func(*testing.T) *bundle) {
 		require.Equal(t, []byte("4"), wt.Inbox[1].Data)
 	})
 
+	t.Run("RunAsWritten", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		p := runParams()
+		run := store.Run{RunID: p.RunID, WorkflowID: p.WorkflowID}
+		p.FirstTask = &store.CompleteWorkflowTaskParams{
+			RunID: p.RunID, ExpectedHistoryLen: 1, Events: events(1, 2), Now: at(time.Second),
+			ScheduleActivities: []store.ActivityTask{activity(run, 3, at(time.Second))},
+		}
+		res, err := b.st.CreateRun(b.ctx, p)
+		require.NoError(t, err)
+		require.True(t, res.Created)
+		require.Equal(t, b.getRun(t, p.RunID), res.Run, "the run returned is the run written")
+		require.EqualValues(t, 3, res.Run.HistoryLen)
+		require.True(t, at(time.Second).Equal(res.Run.UpdatedAt), "updated when the task ran")
+	})
+
 	t.Run("Close", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
@@ -92,6 +110,7 @@ func exerciseFirstTask(t *testing.T, setup func(*testing.T) *bundle) {
 		require.True(t, res.Created)
 		require.Equal(t, store.StatusCompleted, res.Run.Status)
 		got := b.getRun(t, p.RunID)
+		require.Equal(t, got, res.Run, "the run returned is the run written")
 		require.Equal(t, store.StatusCompleted, got.Status)
 		require.Equal(t, []byte(`"done"`), got.Result)
 		require.EqualValues(t, 2, got.HistoryLen)
