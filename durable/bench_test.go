@@ -49,6 +49,7 @@ func report(b *testing.B, r bench.Result, prefix string) {
 	}
 	b.ReportMetric(r.TxPerWorkflow, "tx/workflow")
 	b.ReportMetric(r.RoundTripsPerWorkflow, "roundtrips/workflow")
+	b.ReportMetric(r.StatementsPerWorkflow, "statements/workflow")
 	b.ReportMetric(r.CPUPerWorkflow, "cpu-ms/workflow")
 	b.ReportMetric(float64(runtime.NumCPU()), "cores")
 }

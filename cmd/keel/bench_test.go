@@ -30,7 +30,7 @@ func TestBenchTable(t *testing.T) {
 			break
 		}
 		rows = append(rows, f[0])
-		require.Len(t, f, 13, l)
+		require.Len(t, f, 14, l)
 	}
 	require.Equal(t, []string{"F", "W1", "W2"}, rows, "the floor first, then the workloads asked for")
 	require.Contains(t, o.stdout, "W1 p50 / F p50 = ")

@@ -228,6 +228,7 @@ func mergeFloor(a, b Result) Result {
 	out.TxPerWorkflow = w(a.TxPerWorkflow, b.TxPerWorkflow)
 	out.CommitsPerWorkflow = w(a.CommitsPerWorkflow, b.CommitsPerWorkflow)
 	out.RoundTripsPerWorkflow = w(a.RoundTripsPerWorkflow, b.RoundTripsPerWorkflow)
+	out.StatementsPerWorkflow = w(a.StatementsPerWorkflow, b.StatementsPerWorkflow)
 	out.CPUPerWorkflow = w(a.CPUPerWorkflow, b.CPUPerWorkflow)
 	out.DBCPUPerWorkflow = w(a.DBCPUPerWorkflow, b.DBCPUPerWorkflow)
 	out.Elapsed = a.Elapsed + b.Elapsed
@@ -263,12 +264,13 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "keel bench: %s (%s), %d cores, %s, %s\n\n", r.Store, r.Durability, r.Machine.Cores, r.Machine.CPU, r.Machine.GoVersion)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tn\tp50 ms\tp95 ms\tp99 ms\twf/s\tact/s\ttx/wf\tcommits/wf\trt/wf\tcpu ms/wf\tdb cpu ms/wf\tp50/F\t")
+	fmt.Fprintln(tw, "workload\tn\tp50 ms\tp95 ms\tp99 ms\twf/s\tact/s\ttx/wf\tcommits/wf\trt/wf\tstmt/wf\tcpu ms/wf\tdb cpu ms/wf\tp50/F\t")
 	for _, res := range r.Results {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.Workload, res.N,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.Workload, res.N,
 			num(res.P50, 3), num(res.P95, 3), num(res.P99, 3),
 			num(res.WorkflowsPerSecond, 0), num(res.ActivitiesPerSecond, 0),
 			num(res.TxPerWorkflow, 2), num(res.CommitsPerWorkflow, 2), num(res.RoundTripsPerWorkflow, 1),
+			num(res.StatementsPerWorkflow, 1),
 			num(res.CPUPerWorkflow, 3), num(res.DBCPUPerWorkflow, 3), num(res.OverFloor, 1))
 	}
 	if err := tw.Flush(); err != nil {

@@ -58,6 +58,12 @@ func requirePlausible(t *testing.T, rep *bench.Report, kind string) {
 		require.Positive(t, r.OverFloor, name)
 		require.Positive(t, r.CPUPerWorkflow, name)
 		require.GreaterOrEqual(t, r.RoundTripsPerWorkflow, r.TxPerWorkflow, name)
+		require.GreaterOrEqual(t, r.StatementsPerWorkflow, r.TxPerWorkflow, name)
+		if kind == bench.StorePostgres {
+			require.GreaterOrEqual(t, r.StatementsPerWorkflow, r.RoundTripsPerWorkflow, "%s: a batch holds one statement or more", name)
+		} else {
+			require.Less(t, r.StatementsPerWorkflow, r.RoundTripsPerWorkflow, "%s: BEGIN and COMMIT are not statements", name)
+		}
 	}
 
 	// W1: the start with its first task, then one commit per activity
@@ -112,10 +118,10 @@ func requireOutputs(t *testing.T, rep *bench.Report) {
 	lines := strings.Split(table.String(), "\n")
 	require.Contains(t, lines[0], "keel bench: "+rep.Store)
 	header := strings.Fields(lines[2])
-	require.Equal(t, []string{"workload", "n", "p50", "ms", "p95", "ms", "p99", "ms", "wf/s", "act/s", "tx/wf", "commits/wf", "rt/wf", "cpu", "ms/wf", "db", "cpu", "ms/wf", "p50/F"}, header)
+	require.Equal(t, []string{"workload", "n", "p50", "ms", "p95", "ms", "p99", "ms", "wf/s", "act/s", "tx/wf", "commits/wf", "rt/wf", "stmt/wf", "cpu", "ms/wf", "db", "cpu", "ms/wf", "p50/F"}, header)
 	for i, r := range rep.Results {
 		row := strings.Fields(lines[3+i])
-		require.Len(t, row, 13, lines[3+i])
+		require.Len(t, row, 14, lines[3+i])
 		require.Equal(t, r.Workload, row[0])
 	}
 	require.Contains(t, table.String(), "W1 p50 / F p50 = ")
@@ -242,4 +248,5 @@ func TestCountingStoreCountsWrites(t *testing.T) {
 	require.GreaterOrEqual(t, d.Tx, int64(4))
 	require.Equal(t, d.Tx, d.Commits, "one at a time: one commit each")
 	require.Greater(t, d.RoundTrips, 3*d.Tx, "BEGIN, COMMIT and at least one statement per transaction")
+	require.Equal(t, d.RoundTrips-2*d.Commits, d.Statements, "every round trip but BEGIN and COMMIT is a statement")
 }

@@ -27,21 +27,28 @@ type Counts struct {
 	// every query and every pipelined batch (one network round trip each);
 	// on SQLite every statement executed, BEGIN and COMMIT.
 	RoundTrips int64
+	// Statements is the number of SQL statements the database ran: on
+	// PostgreSQL every query, alone or in a batch (BEGIN and COMMIT
+	// included); on SQLite every statement executed, BEGIN, COMMIT and
+	// ROLLBACK not included.
+	Statements int64
 }
 
 // Sub returns c - o.
 func (c Counts) Sub(o Counts) Counts {
-	return Counts{Tx: c.Tx - o.Tx, Commits: c.Commits - o.Commits, RoundTrips: c.RoundTrips - o.RoundTrips}
+	return Counts{Tx: c.Tx - o.Tx, Commits: c.Commits - o.Commits, RoundTrips: c.RoundTrips - o.RoundTrips,
+		Statements: c.Statements - o.Statements}
 }
 
 // Counter accumulates Counts; it is safe for concurrent use.
 type Counter struct {
-	tx, commits, roundTrips atomic.Int64
+	tx, commits, roundTrips, statements atomic.Int64
 }
 
 // Snapshot returns the counts so far.
 func (c *Counter) Snapshot() Counts {
-	return Counts{Tx: c.tx.Load(), Commits: c.commits.Load(), RoundTrips: c.roundTrips.Load()}
+	return Counts{Tx: c.tx.Load(), Commits: c.commits.Load(), RoundTrips: c.roundTrips.Load(),
+		Statements: c.statements.Load()}
 }
 
 // CountingStore wraps a store.Store and counts the calls that write, each
@@ -172,11 +179,13 @@ func (s *CountingStore) Terminate(ctx context.Context, p store.TerminateParams) 
 }
 
 // pgTracer is a pgx tracer that counts round trips: every query (BEGIN
-// and COMMIT included) and every pipelined batch.
+// and COMMIT included) and every pipelined batch; and statements: every
+// query, alone or in a batch.
 type pgTracer struct{ c *Counter }
 
 func (t pgTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
 	t.c.roundTrips.Add(1)
+	t.c.statements.Add(1)
 	return ctx
 }
 
@@ -187,7 +196,9 @@ func (t pgTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceB
 	return ctx
 }
 
-func (pgTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (t pgTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
+	t.c.statements.Add(1)
+}
 
 func (pgTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
@@ -271,11 +282,13 @@ func (c *countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driv
 
 func (c *countingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	c.c.roundTrips.Add(1)
+	c.c.statements.Add(1)
 	return c.conn.(driver.ExecerContext).ExecContext(ctx, query, args)
 }
 
 func (c *countingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	c.c.roundTrips.Add(1)
+	c.c.statements.Add(1)
 	return c.conn.(driver.QueryerContext).QueryContext(ctx, query, args)
 }
 
@@ -328,10 +341,12 @@ var (
 
 func (s *countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	s.c.roundTrips.Add(1)
+	s.c.statements.Add(1)
 	return s.Stmt.(driver.StmtExecContext).ExecContext(ctx, args)
 }
 
 func (s *countingStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	s.c.roundTrips.Add(1)
+	s.c.statements.Add(1)
 	return s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
 }

@@ -106,6 +106,7 @@ type Result struct {
 	TxPerWorkflow         float64 `json:"tx_per_workflow"`
 	CommitsPerWorkflow    float64 `json:"commits_per_workflow,omitempty"`
 	RoundTripsPerWorkflow float64 `json:"round_trips_per_workflow"`
+	StatementsPerWorkflow float64 `json:"statements_per_workflow"`
 	// CPUPerWorkflow is this process's CPU time (user+system, getrusage)
 	// per workflow, in milliseconds.
 	CPUPerWorkflow float64 `json:"cpu_per_workflow_ms"`
@@ -161,6 +162,7 @@ func (env *Env) measure(ctx context.Context, name, what string, fn func() ([]tim
 		r.TxPerWorkflow = per(counts.Tx)
 		r.CommitsPerWorkflow = per(counts.Commits)
 		r.RoundTripsPerWorkflow = per(counts.RoundTrips)
+		r.StatementsPerWorkflow = per(counts.Statements)
 		r.CPUPerWorkflow = ms(cpu) / float64(workflows)
 		if db0 != nil && db1 != nil {
 			var d time.Duration
@@ -199,7 +201,8 @@ func (env *Env) backendCPU(ctx context.Context) map[int]time.Duration {
 }
 
 func addCounts(a, b Counts) Counts {
-	return Counts{Tx: a.Tx + b.Tx, Commits: a.Commits + b.Commits, RoundTrips: a.RoundTrips + b.RoundTrips}
+	return Counts{Tx: a.Tx + b.Tx, Commits: a.Commits + b.Commits, RoundTrips: a.RoundTrips + b.RoundTrips,
+		Statements: a.Statements + b.Statements}
 }
 
 // Floor is F: n INSERT+COMMIT round trips on the same database with the
