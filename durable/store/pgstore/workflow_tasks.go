@@ -162,10 +162,6 @@ WHERE NOT EXISTS (
 SELECT keel_raise('KL001', 'the workflow task has another token')
 WHERE NOT EXISTS (SELECT 1 FROM keel_workflow_tasks WHERE run_id = $1 AND token = $2 FOR NO KEY UPDATE)`
 
-	insertEventsSQL = `
-INSERT INTO keel_events (run_id, id, type, time, data)
-SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bytea[])`
-
 	commitRunSQL = `
 UPDATE keel_runs SET history_len = history_len + $2, history_bytes = history_bytes + $3, updated_at = $4,
 	last_task_failure = ''
@@ -175,6 +171,22 @@ WHERE run_id = $1`
 UPDATE keel_runs SET history_len = history_len + $2, history_bytes = history_bytes + $3, updated_at = $4,
 	last_task_failure = '', status = $5, result = $6, failure = $7, closed_at = $4
 WHERE run_id = $1`
+
+	// commitRunEventsSQL and closeRunEventsSQL are commitRunSQL and
+	// closeRunSQL that also append the task's events, unnested from the
+	// four arrays after their own parameters: one statement instead of
+	// two, for the server to start and run.
+	commitRunEventsSQL = `
+WITH events AS (
+	INSERT INTO keel_events (run_id, id, type, time, data)
+	SELECT $1, * FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bytea[])
+)` + commitRunSQL
+
+	closeRunEventsSQL = `
+WITH events AS (
+	INSERT INTO keel_events (run_id, id, type, time, data)
+	SELECT $1, * FROM unnest($8::bigint[], $9::text[], $10::bigint[], $11::bytea[])
+)` + closeRunSQL
 
 	deleteInboxSQL = `DELETE FROM keel_inbox WHERE run_id = $1 AND id <= $2`
 
@@ -341,9 +353,6 @@ func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, no
 		size += int64(len(ev.Data))
 	}
 
-	if n > 0 {
-		b.Queue(insertEventsSQL, p.RunID, ids, types, times, datas)
-	}
 	if err := queueUpsertSearch(b, p.RunID, upsert); err != nil {
 		return err
 	}
@@ -351,7 +360,12 @@ func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, no
 		if err := queueBeforeClose(b, &p); err != nil {
 			return err
 		}
-		b.Queue(closeRunSQL, p.RunID, int64(n), size, tnow, string(c.Status), c.Result, c.Failure)
+		if n > 0 {
+			b.Queue(closeRunEventsSQL, p.RunID, int64(n), size, tnow, string(c.Status), c.Result, c.Failure,
+				ids, types, times, datas)
+		} else {
+			b.Queue(closeRunSQL, p.RunID, int64(n), size, tnow, string(c.Status), c.Result, c.Failure)
+		}
 		b.Queue(deleteRunTasksSQL, p.RunID)
 		// What the last task started or sent still happens; the children's
 		// close policy then applies to what it started.
@@ -359,7 +373,11 @@ func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, no
 		s.queueAfterClose(b, p.RunID, c, now)
 		return nil
 	}
-	b.Queue(commitRunSQL, p.RunID, int64(n), size, tnow)
+	if n > 0 {
+		b.Queue(commitRunEventsSQL, p.RunID, int64(n), size, tnow, ids, types, times, datas)
+	} else {
+		b.Queue(commitRunSQL, p.RunID, int64(n), size, tnow)
+	}
 	if len(p.ScheduleActivities) > 0 {
 		args := append([]any{p.RunID, tnow, s.channel}, activityArrays(p.ScheduleActivities, now)...)
 		if len(p.EagerActivities) == 0 {
