@@ -182,6 +182,30 @@ WITH events AS (
 	SELECT $1, * FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bytea[])
 )` + commitRunSQL
 
+	// commitRunEventsLeaseSQL is commitRunEventsSQL for a task that
+	// schedules one activity, leased to the committer (the eager fast path
+	// of a workflow of sequential activities): the same statement inserts
+	// the activity task, already leased, as insertEagerActivitiesSQL would
+	// lease it; the caller computes every value (eagerRow), so only the
+	// run's defaults for its workflow ID and task queue are read back. A
+	// leased task needs no notification.
+	commitRunEventsLeaseSQL = `
+WITH events AS (
+	INSERT INTO keel_events (run_id, id, type, time, data)
+	SELECT $1, * FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bytea[])
+), run AS (` + commitRunSQL + `
+	RETURNING workflow_id, task_queue
+)
+INSERT INTO keel_activity_tasks (run_id, seq, workflow_id, activity_type, task_queue, input, options,
+	attempt, scheduled_at, ready_at, schedule_to_start, schedule_to_start_deadline, schedule_to_close_deadline,
+	start_to_close, heartbeat_timeout, heartbeat_details, token, owner, started_at, lease_expires_at)
+SELECT $1, $9::bigint, coalesce(nullif($10::text, ''), run.workflow_id), $11::text,
+	coalesce(nullif($12::text, ''), run.task_queue), $13::bytea, $14::bytea, $15::int, $16::bigint, $17::bigint,
+	$18::bigint, $19::bigint, $20::bigint, $21::bigint, $22::bigint, $23::bytea, $24::text, $25::text, $4,
+	$26::bigint
+FROM run
+RETURNING workflow_id, task_queue`
+
 	closeRunEventsSQL = `
 WITH events AS (
 	INSERT INTO keel_events (run_id, id, type, time, data)
@@ -373,6 +397,34 @@ func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, no
 		s.queueAfterClose(b, p.RunID, c, now)
 		return nil
 	}
+	if a, ok := leaseOnly(&p, now); ok && n > 0 {
+		r := activityRow(a, now)
+		task := &store.ActivityTask{
+			RunID: p.RunID, Seq: a.Seq, ActivityType: a.ActivityType,
+			Input: bytesOrNil(a.Input), Options: bytesOrNil(a.Options), Attempt: r.attempt,
+			ScheduledAt: fromNanos(r.scheduled), ReadyAt: fromNanos(r.ready),
+			ScheduleToStartDeadline: fromNullNanos(r.s2sDeadline), ScheduleToCloseDeadline: fromNullNanos(r.s2cDeadline),
+			StartToClose: a.StartToClose, HeartbeatTimeout: a.HeartbeatTimeout,
+			HeartbeatDetails: bytesOrNil(a.HeartbeatDetails),
+			Token:            uuid.NewString(), Owner: p.EagerOwner, StartedAt: fromNanos(tnow),
+		}
+		lease := activityLease(tnow, a)
+		task.LeaseExpiresAt = fromNullNanos(lease)
+		b.Queue(commitRunEventsLeaseSQL, p.RunID, int64(n), size, tnow, ids, types, times, datas,
+			a.Seq, a.WorkflowID, a.ActivityType, a.TaskQueue, a.Input, a.Options, r.attempt, r.scheduled, r.ready,
+			r.s2s, r.s2sDeadline, r.s2cDeadline, int64(a.StartToClose), int64(a.HeartbeatTimeout), a.HeartbeatDetails,
+			task.Token, task.Owner, lease).
+			QueryRow(func(row pgx.Row) error {
+				if err := row.Scan(&task.WorkflowID, &task.TaskQueue); err != nil {
+					return err
+				}
+				result.Activities = []store.ActivityTask{*task}
+				return nil
+			})
+		queueTaskChanges(b, &p, now)
+		s.queueChildren(b, &p, now)
+		return nil
+	}
 	if n > 0 {
 		b.Queue(commitRunEventsSQL, p.RunID, int64(n), size, tnow, ids, types, times, datas)
 	} else {
@@ -390,6 +442,14 @@ func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, no
 			})
 		}
 	}
+	queueTaskChanges(b, &p, now)
+	s.queueChildren(b, &p, now)
+	return nil
+}
+
+// queueTaskChanges queues on b the timers p starts and the timers and
+// activities it cancels.
+func queueTaskChanges(b *pgx.Batch, p *store.CompleteWorkflowTaskParams, now time.Time) {
 	if len(p.StartTimers) > 0 {
 		seqs, fireAts, itemTypes, itemDatas := timerArrays(p.StartTimers, now)
 		b.Queue(insertTimersSQL, p.RunID, seqs, fireAts, itemTypes, itemDatas)
@@ -400,8 +460,71 @@ func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, no
 	if len(p.CancelActivities) > 0 {
 		b.Queue(cancelActivitiesSQL, p.RunID, p.CancelActivities)
 	}
-	s.queueChildren(b, &p, now)
-	return nil
+}
+
+// leaseOnly returns the activity of a commit that schedules one activity
+// and leases it to the committer, when insertEagerActivitiesSQL would
+// lease it at now (ready, not past a deadline) and the commit does not
+// also cancel it: the case commitRunEventsLeaseSQL writes.
+func leaseOnly(p *store.CompleteWorkflowTaskParams, now time.Time) (*store.ActivityTask, bool) {
+	if p.Close != nil || len(p.ScheduleActivities) != 1 || len(p.EagerActivities) != 1 {
+		return nil, false
+	}
+	a := &p.ScheduleActivities[0]
+	if p.EagerActivities[0] != a.Seq || slices.Contains(p.CancelActivities, a.Seq) {
+		return nil, false
+	}
+	r, n := activityRow(a, now), nanos(now)
+	if r.ready > n || (r.s2sDeadline != nil && *r.s2sDeadline <= n) || (r.s2cDeadline != nil && *r.s2cDeadline <= n) {
+		return nil, false
+	}
+	return a, true
+}
+
+// activityLease is the lease expiry claimActivityTasksSQL sets on task a
+// started at now (activityLeaseSQL): the earlier of the start-to-close and
+// heartbeat timeouts, none (NULL) when neither is set.
+func activityLease(now int64, a *store.ActivityTask) *int64 {
+	stc, hb := int64(a.StartToClose), int64(a.HeartbeatTimeout)
+	var d int64
+	switch {
+	case stc == 0 && hb == 0:
+		return nil
+	case stc == 0:
+		d = hb
+	case hb == 0:
+		d = stc
+	default:
+		d = min(stc, hb)
+	}
+	at := now + d
+	return &at
+}
+
+// activityValues are the columns of an activity task that
+// insertActivitiesSQL computes from a store.ActivityTask.
+type activityValues struct {
+	attempt                  int
+	scheduled, ready, s2s    int64
+	s2sDeadline, s2cDeadline *int64
+}
+
+// activityRow computes a's columns: unset times default to now
+// (ScheduledAt) and ScheduledAt (ReadyAt); attempt to 1; the
+// schedule-to-start timeout is measured from ScheduledAt.
+func activityRow(a *store.ActivityTask, now time.Time) activityValues {
+	sched := orTime(a.ScheduledAt, now)
+	r := activityValues{
+		attempt:     max(1, a.Attempt),
+		scheduled:   nanos(sched),
+		ready:       nanos(orTime(a.ReadyAt, sched)),
+		s2sDeadline: nullNanos(a.ScheduleToStartDeadline),
+		s2cDeadline: nullNanos(a.ScheduleToCloseDeadline),
+	}
+	if !a.ScheduleToStartDeadline.IsZero() {
+		r.s2s = max(0, nanos(a.ScheduleToStartDeadline)-r.scheduled)
+	}
+	return r
 }
 
 // checkEagerActivities checks that every seq of p.EagerActivities is that
@@ -465,16 +588,14 @@ func activityArrays(tasks []store.ActivityTask, now time.Time) []any {
 		attempts                             = make([]int32, n)
 		s2sDeadlines, s2cDeadlines           = make([]*int64, n), make([]*int64, n)
 	)
-	for i, a := range tasks {
-		sched := orTime(a.ScheduledAt, now)
+	for i := range tasks {
+		a := &tasks[i]
+		r := activityRow(a, now)
 		seqs[i], workflowIDs[i], types[i], queues[i] = a.Seq, a.WorkflowID, a.ActivityType, a.TaskQueue
 		inputs[i], options[i], details[i] = a.Input, a.Options, a.HeartbeatDetails
-		attempts[i] = int32(max(1, a.Attempt))
-		scheduled[i], ready[i] = nanos(sched), nanos(orTime(a.ReadyAt, sched))
-		if !a.ScheduleToStartDeadline.IsZero() {
-			s2s[i] = max(0, nanos(a.ScheduleToStartDeadline)-nanos(sched))
-		}
-		s2sDeadlines[i], s2cDeadlines[i] = nullNanos(a.ScheduleToStartDeadline), nullNanos(a.ScheduleToCloseDeadline)
+		attempts[i] = int32(r.attempt)
+		scheduled[i], ready[i], s2s[i] = r.scheduled, r.ready, r.s2s
+		s2sDeadlines[i], s2cDeadlines[i] = r.s2sDeadline, r.s2cDeadline
 		stc[i], hb[i] = int64(a.StartToClose), int64(a.HeartbeatTimeout)
 	}
 	return []any{seqs, workflowIDs, types, queues, inputs, options, attempts, scheduled, ready, s2s,

@@ -38,22 +38,13 @@ func refuseClose(t *tx, p *store.CompleteWorkflowTaskParams) error {
 		return err
 	}
 	var n int64
-	if err := t.tx.QueryRowContext(t.ctx, pendingInboxSQL, p.RunID, p.InboxUpTo, string(types)).Scan(&n); err != nil {
+	if err := t.queryRowSQL(pendingInboxSQL, p.RunID, p.InboxUpTo, string(types)).Scan(&n); err != nil {
 		return err
 	}
 	if n > 0 {
 		return store.ErrInboxPending
 	}
 	return nil
-}
-
-// execSQL runs an unprepared statement in t.
-func (t *tx) execSQL(query string, args ...any) (int64, error) {
-	res, err := t.tx.ExecContext(t.ctx, query, args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
 }
 
 // insertOwnInbox writes an item to a run's inbox; the inbox_wakes_run
@@ -91,7 +82,7 @@ func (s *Store) startChildren(t *tx, p *store.CompleteWorkflowTaskParams, now ti
 func (s *Store) deliverExternal(t *tx, p *store.CompleteWorkflowTaskParams, now time.Time) error {
 	for _, r := range p.External {
 		var target string
-		err := t.tx.QueryRowContext(t.ctx, runningByWorkflowIDSQL, r.WorkflowID).Scan(&target)
+		err := t.queryRowSQL(runningByWorkflowIDSQL, r.WorkflowID).Scan(&target)
 		if errors.Is(err, sql.ErrNoRows) {
 			if err := s.insertOwnInbox(t, p.RunID, r.FailedItem, now); err != nil {
 				return err
@@ -135,7 +126,7 @@ func parentOf(t *tx, runID string) (*store.ParentRef, error) {
 		parent   sql.NullString
 		seq, pol int64
 	)
-	if err := t.tx.QueryRowContext(t.ctx, parentOfSQL, runID).Scan(&parent, &seq, &pol); err != nil {
+	if err := t.queryRowSQL(parentOfSQL, runID).Scan(&parent, &seq, &pol); err != nil {
 		return nil, err
 	}
 	if !parent.Valid {
@@ -213,7 +204,7 @@ func (s *Store) closeFamily(t *tx, parent *store.ParentRef, item *store.NewInbox
 // closeChildren applies each running child's parent close policy, and
 // recursively that of the children of the children it terminates.
 func (s *Store) closeChildren(t *tx, runID string, cc *store.ChildrenClose, now time.Time) error {
-	rows, err := t.tx.QueryContext(t.ctx, runningChildrenSQL, runID)
+	rows, err := t.querySQL(runningChildrenSQL, runID)
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,7 @@ func (s *Store) upsertSearch(t *tx, runID string, upsert map[string]*store.Searc
 		return nil
 	}
 	var cur sql.NullString
-	if err := t.tx.QueryRowContext(t.ctx, runSearchSQL, runID).Scan(&cur); err != nil {
+	if err := t.queryRowSQL(runSearchSQL, runID).Scan(&cur); err != nil {
 		return err
 	}
 	attrs, err := store.ParseSearchAttributes([]byte(cur.String))

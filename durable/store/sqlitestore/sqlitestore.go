@@ -45,6 +45,7 @@ type Store struct {
 	db     *sql.DB
 	ownsDB bool
 	q      *queries
+	adhoc  *stmtCache
 
 	// ops feeds the writer goroutine, the only one that runs this
 	// process's write transactions (see write), so goroutines queue instead
@@ -83,6 +84,7 @@ func New(db *sql.DB, cfg *Config) (*Store, error) {
 	s := &Store{
 		db:         db,
 		q:          q,
+		adhoc:      newStmtCache(db),
 		ops:        make(chan *writeOp, 4*maxBatch),
 		writerDone: make(chan struct{}),
 	}
@@ -152,7 +154,7 @@ func (s *Store) Close() error {
 	close(s.ops)
 	s.closeMu.Unlock()
 	<-s.writerDone
-	err := s.q.close()
+	err := errors.Join(s.q.close(), s.adhoc.close())
 	if s.ownsDB {
 		err = errors.Join(err, s.db.Close())
 	}

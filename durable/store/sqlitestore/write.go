@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
@@ -131,7 +132,7 @@ func (s *Store) runTx(ops []*writeOp) []error {
 	if err != nil {
 		return failAll(fmt.Errorf("begin: %w", err))
 	}
-	t := &tx{ctx: ctx, tx: sqlTx}
+	t := &tx{ctx: ctx, tx: sqlTx, adhoc: s.adhoc}
 	if len(ops) == 1 {
 		if errs[0] = runOp(ops[0], t); errs[0] != nil {
 			_ = sqlTx.Rollback()
@@ -175,8 +176,50 @@ func runOp(op *writeOp, t *tx) (err error) {
 
 // tx is one write transaction, shared by the operations of a batch.
 type tx struct {
-	ctx context.Context
-	tx  *sql.Tx
+	ctx   context.Context
+	tx    *sql.Tx
+	adhoc *stmtCache
+}
+
+// stmtCache holds the statements of the rarer write paths (children,
+// search attributes, continue-as-new), which queries does not list, each
+// prepared the first time it runs, so that SQLite parses it once rather
+// than at every execution.
+type stmtCache struct {
+	db *sql.DB
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+func newStmtCache(db *sql.DB) *stmtCache {
+	return &stmtCache{db: db, m: make(map[string]*sql.Stmt)}
+}
+
+// get returns query prepared on the handle.
+func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[query]; ok {
+		return st, nil
+	}
+	st, err := c.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.m[query] = st
+	return st, nil
+}
+
+// close closes every statement prepared.
+func (c *stmtCache) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for q, st := range c.m {
+		errs = append(errs, st.Close())
+		delete(c.m, q)
+	}
+	return errors.Join(errs...)
 }
 
 func (t *tx) exec(s *sql.Stmt, args ...any) (sql.Result, error) {
@@ -198,4 +241,33 @@ func (t *tx) query(s *sql.Stmt, args ...any) (*sql.Rows, error) {
 
 func (t *tx) queryRow(s *sql.Stmt, args ...any) *sql.Row {
 	return t.tx.StmtContext(t.ctx, s).QueryRowContext(t.ctx, args...)
+}
+
+// execSQL runs query, prepared once (stmtCache), and returns the number
+// of rows it changed.
+func (t *tx) execSQL(query string, args ...any) (int64, error) {
+	st, err := t.adhoc.get(t.ctx, query)
+	if err != nil {
+		return 0, err
+	}
+	return t.execN(st, args...)
+}
+
+// querySQL is execSQL for a query.
+func (t *tx) querySQL(query string, args ...any) (*sql.Rows, error) {
+	st, err := t.adhoc.get(t.ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return t.query(st, args...)
+}
+
+// queryRowSQL is querySQL for a query of one row.
+func (t *tx) queryRowSQL(query string, args ...any) *sql.Row {
+	st, err := t.adhoc.get(t.ctx, query)
+	if err != nil {
+		// The same preparation fails again, into the Row's error.
+		return t.tx.QueryRowContext(t.ctx, query, args...)
+	}
+	return t.queryRow(st, args...)
 }

@@ -17,6 +17,50 @@ import (
 // an activity's completion and the workflow task the engine already ran on
 // it, committed together, guarded not by a lease but by the run being idle.
 func exerciseActivityWithWorkflowTask(t *testing.T, setup func(*testing.T) *bundle) {
+	t.Run("OneLeasedActivity", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		run, acts := b.idleRun(t, 1)
+		// The next activity is the one scheduled, leased at once; it takes
+		// the run's workflow ID and task queue, and has a heartbeat
+		// timeout shorter than its start-to-close timeout.
+		now := at(3 * time.Second)
+		sp := speculative(acts[0], 2, now)
+		w := &sp.Workflow
+		w.StartTimers = nil
+		next := &w.ScheduleActivities[0]
+		next.TaskQueue, next.WorkflowID = "", ""
+		next.Input, next.HeartbeatTimeout = []byte(`{"step":2}`), 4*time.Second
+		next.ScheduleToCloseDeadline = at(time.Hour)
+		res, err := b.st.CompleteActivityWithWorkflowTask(b.ctx, sp)
+		require.NoError(t, err)
+		require.Len(t, res.Activities, 1)
+		want := *next
+		want.WorkflowID, want.TaskQueue = run.WorkflowID, run.TaskQueue
+		got := res.Activities[0]
+		requireLeasedActivity(t, want, got, "eager-w", now, at(7*time.Second))
+
+		// The row written is the task returned: the lease expires when it
+		// said, with its token and owner.
+		expired, err := b.st.ExpiredActivityTasks(b.ctx, at(7*time.Second), 10)
+		require.NoError(t, err)
+		require.Len(t, expired, 1)
+		requireLeasedActivity(t, want, expired[0], "eager-w", now, at(7*time.Second))
+		require.Equal(t, got.Token, expired[0].Token)
+		b.claimNone(t, run.TaskQueue, at(time.Minute))
+		require.Empty(t, b.claimActivities(t, run.TaskQueue, now), "leased: nobody else claims it")
+
+		// Its token completes it, with the next workflow task.
+		sp2 := speculative(got, 4, at(4*time.Second))
+		sp2.Workflow.ScheduleActivities, sp2.Workflow.EagerActivities, sp2.Workflow.StartTimers = nil, nil, nil
+		_, err = b.st.CompleteActivityWithWorkflowTask(b.ctx, sp2)
+		require.NoError(t, err)
+		require.EqualValues(t, 6, b.getRun(t, run.RunID).HistoryLen)
+		expired, err = b.st.ExpiredActivityTasks(b.ctx, at(time.Hour), 10)
+		require.NoError(t, err)
+		require.Empty(t, expired)
+	})
+
 	t.Run("Commit", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
