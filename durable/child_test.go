@@ -405,3 +405,33 @@ func TestSignalExternal(t *testing.T) {
 		require.ErrorIs(t, err, durable.ErrRunNotFound)
 	})
 }
+
+// The first task of a run started here runs its code once, also when it
+// starts a child (which the start's own commit cannot hold): the start is
+// committed with the task leased here, then the task's output, without
+// running the code again.
+func TestFirstTaskWithChildRunsOnce(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, db opener) {
+		var live atomic.Int32 // first-task executions that were not replays
+		double := durable.NewWorkflow("double", func(ctx durable.Context, n int) (int, error) {
+			return 2 * n, nil
+		})
+		parent := durable.NewWorkflow("parent", func(ctx durable.Context, n int) (int, error) {
+			if !durable.IsReplaying(ctx) {
+				live.Add(1)
+			}
+			return double.RunChild(ctx, n, nil)
+		})
+		b := setup(t, setupOpts{db: db, defs: []durable.Definition{parent, double}})
+		ctx := testContext(t)
+		for i := range 5 {
+			h, err := parent.Start(ctx, b.e, i, nil)
+			require.NoError(t, err)
+			got, err := h.Result(ctx)
+			require.NoError(t, err)
+			require.Equal(t, 2*i, got)
+		}
+		require.EqualValues(t, 5, live.Load(), "the code before the child ran once per run")
+	})
+}

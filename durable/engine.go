@@ -365,12 +365,11 @@ func (e *Engine) startWorkflow(ctx context.Context, name string, input json.RawM
 	var (
 		res   store.CreateRunResult
 		done  bool
-		local bool // the first task ran here, in the start's commit
+		local bool // the first task ran here
 	)
 	if w != nil {
 		if res, done, err = w.startWithFirstTask(ctx, cp); done {
 			local = true
-			<-w.wfSem
 		}
 	}
 	if !done {

@@ -348,14 +348,18 @@ func (e *Engine) eagerLease() *store.EagerLease {
 	return &store.EagerLease{Owner: e.cfg.Identity, LeaseUntil: e.clock.Now().Add(e.cfg.WorkflowTaskTimeout)}
 }
 
-// startWithFirstTask starts a run in one commit with its first workflow
-// task, which it runs here, on the start event alone, before anything is
-// written: nobody can know of the run yet, so nothing but the start can be
-// in its inbox. The caller holds a wfSem slot. done is false when the task
-// cannot be committed that way (it starts children, makes external
-// requests, continues as new, or its code failed); nothing was written
-// then, and the caller starts the run the ordinary way, whose task runs the
-// code again and handles the outcome as always.
+// startWithFirstTask starts a run with its first workflow task, which it
+// runs here, on the start event alone, before anything is written: nobody
+// can know of the run yet, so nothing but the start can be in its inbox.
+// The caller holds a wfSem slot, which startWithFirstTask takes over when
+// done. Usually the start and the task's output are committed together
+// (CreateRunParams.FirstTask). A task that needs a workflow task row of its
+// own (it starts children, makes external requests or continues as new) is
+// committed as a claimed task is, right after a start that leases the task
+// to this process: its code still runs once. done is false when the code
+// failed or the history is too large; nothing was written then, and the
+// caller starts the run the ordinary way, whose task runs the code again
+// and handles the outcome as always.
 func (w *Worker) startWithFirstTask(ctx context.Context, p store.CreateRunParams) (res store.CreateRunResult, done bool, err error) {
 	e := w.e
 	if !w.track(&w.wfWG) {
@@ -368,9 +372,15 @@ func (w *Worker) startWithFirstTask(ctx context.Context, p store.CreateRunParams
 		Status: store.StatusRunning, Input: p.Input, HistoryLen: 1, HistoryBytes: int64(len(p.StartEvent.Data)),
 		SearchAttributes: p.SearchAttributes, Memo: p.Memo, CreatedAt: p.Now, UpdatedAt: p.Now,
 	})
-	if !w.idleCommittable(rs, rs.replay([]store.Event{p.StartEvent})) {
+	if err := rs.replay([]store.Event{p.StartEvent}); err != nil || w.checkLimits(rs) != nil {
+		rs.close()
 		return res, false, nil
 	}
+	if needsWorkflowTask(rs) {
+		res, err = w.startLeased(ctx, p, rs)
+		return res, true, err
+	}
+	defer func() { <-w.wfSem }()
 	err = e.commitOnce(ctx, rs, w.taskParams(rs, "", 1), func(ctx context.Context, first store.CompleteWorkflowTaskParams) (store.CompleteWorkflowTaskResult, error) {
 		p.FirstTask = &first
 		var err error
@@ -383,6 +393,36 @@ func (w *Worker) startWithFirstTask(ctx context.Context, p store.CreateRunParams
 		err = nil // the workflow ID's running run is in res
 	}
 	return res, true, err
+}
+
+// startLeased writes run p with its first workflow task leased to this
+// process, and commits rs, that task already run, as a claimed task's
+// output, on a goroutine that takes over the caller's wfSem slot.
+func (w *Worker) startLeased(ctx context.Context, p store.CreateRunParams, rs *runState) (store.CreateRunResult, error) {
+	e := w.e
+	p.Eager = e.eagerLease()
+	res, err := e.store.CreateRun(ctx, p)
+	if err != nil || res.Task == nil {
+		// Nothing was written, or the workflow ID's running run is in res.
+		rs.close()
+		<-w.wfSem
+		return res, err
+	}
+	t := *res.Task
+	if !w.track(&w.wfWG) {
+		rs.close()
+		<-w.wfSem
+		now := e.clock.Now()
+		_ = e.store.FailWorkflowTask(context.Background(), store.FailWorkflowTaskParams{
+			RunID: t.Run.RunID, Token: t.Token, RetryAt: now, Now: now,
+		})
+		return res, nil
+	}
+	go func() {
+		defer func() { <-w.wfSem; w.wfWG.Done() }()
+		w.commitClaimed(context.Background(), t, rs)
+	}()
+	return res, nil
 }
 
 // errNotCreated stops commitOnce when CreateRun found the workflow ID
@@ -481,6 +521,13 @@ func (w *Worker) runWorkflowTask(ctx context.Context, t store.WorkflowTask, hist
 		w.closeWithFailure(ctx, t, err)
 		return
 	}
+	w.commitClaimed(ctx, t, rs)
+}
+
+// commitClaimed commits rs, the output of claimed workflow task t, and
+// handles a refused commit.
+func (w *Worker) commitClaimed(ctx context.Context, t store.WorkflowTask, rs *runState) {
+	e := w.e
 	p := w.taskParams(rs, t.Token, t.Run.HistoryLen)
 	if n := len(t.Inbox); n > 0 {
 		p.InboxUpTo = t.Inbox[n-1].ID
@@ -668,12 +715,20 @@ func (w *Worker) runOnCompletion(ctx context.Context, rs *runState, ap store.Com
 // when it answers false: an ordinary task runs the input again from
 // history.
 func (w *Worker) idleCommittable(rs *runState, applyErr error) bool {
-	if applyErr != nil || w.checkLimits(rs) != nil || len(rs.startChildren) > 0 || len(rs.externalReqs) > 0 ||
-		(rs.closeRun != nil && rs.closeRun.Status == store.StatusContinuedAsNew) {
+	if applyErr != nil || w.checkLimits(rs) != nil || needsWorkflowTask(rs) {
 		rs.close()
 		return false
 	}
 	return true
+}
+
+// needsWorkflowTask reports whether rs's task output needs the run's
+// workflow task row to commit (store.CompleteWorkflowTaskParams.
+// NeedsWorkflowTask): it starts children, makes external requests or
+// continues as new.
+func needsWorkflowTask(rs *runState) bool {
+	return len(rs.startChildren) > 0 || len(rs.externalReqs) > 0 ||
+		(rs.closeRun != nil && rs.closeRun.Status == store.StatusContinuedAsNew)
 }
 
 // checkLimits warns about a large history, and returns ErrHistoryTooLarge
