@@ -736,6 +736,33 @@ func (p *CompleteWorkflowTaskParams) NeedsWorkflowTask() bool {
 		(p.Close != nil && p.Close.Status == StatusContinuedAsNew)
 }
 
+// Apply returns r, a run as it was before this commit, as the commit
+// leaves it: its history length and size, its update time (Now, as stored:
+// whole nanoseconds in UTC) and, when the commit closes it, its status,
+// result, failure and close time. Search attributes the commit upserts are
+// not merged; a store that returns a run so computed reads it back instead
+// when UpsertSearchAttributes is set.
+func (p *CompleteWorkflowTaskParams) Apply(r Run) Run {
+	at := time.Unix(0, p.Now.UnixNano()).UTC()
+	r.HistoryLen = p.ExpectedHistoryLen + int64(len(p.Events))
+	for _, ev := range p.Events {
+		r.HistoryBytes += int64(len(ev.Data))
+	}
+	r.UpdatedAt = at
+	r.LastTaskFailure = ""
+	if cl := p.Close; cl != nil {
+		r.Status, r.Result, r.Failure, r.ClosedAt = cl.Status, nilIfEmpty(cl.Result), nilIfEmpty(cl.Failure), at
+	}
+	return r
+}
+
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
 // CheckFirstTask reports whether p.FirstTask, if set, is one that CreateRun
 // accepts (see CreateRunParams.FirstTask), for the stores to check before
 // they write anything.

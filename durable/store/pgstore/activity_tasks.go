@@ -255,9 +255,32 @@ var (
 	// statement's snapshot, taken before its wait, would miss.
 	runIdleSQL = `
 SELECT keel_raise('KL005', 'the run has a workflow task or its history moved on')
-WHERE NOT EXISTS (SELECT 1 FROM keel_runs WHERE run_id = $1 AND history_len = $2)
-	OR EXISTS (SELECT 1 FROM keel_workflow_tasks WHERE run_id = $1)`
+WHERE ` + runNotIdle(2)
+
+	// deleteActivityTaskIdleSQL is deleteActivityTaskSQL followed by the
+	// check of runIdleSQL, with the history length in $11: the statement
+	// runs after the lock as runIdleSQL would, so its snapshot is as
+	// fresh, and the two cost the server one statement.
+	deleteActivityTaskIdleSQL = `
+WITH task AS (
+	DELETE FROM keel_activity_tasks
+	WHERE run_id = $1 AND seq = $2 AND (token = $3 OR ($3 = '' AND token IS NULL AND attempt = $4))
+	RETURNING run_id, seq
+), ` + recordAttemptSQL + `
+SELECT CASE
+	WHEN NOT EXISTS (SELECT 1 FROM task)
+		THEN keel_raise('KL001', 'the activity task has another token or attempt')
+	WHEN ` + runNotIdle(11) + `
+		THEN keel_raise('KL005', 'the run has a workflow task or its history moved on')
+	END`
 )
+
+// runNotIdle is the condition that run $1 does not have exactly $n events
+// (n is the parameter's number) or has a workflow task.
+func runNotIdle(n int) string {
+	return fmt.Sprintf(`(NOT EXISTS (SELECT 1 FROM keel_runs WHERE run_id = $1 AND history_len = $%d)
+	OR EXISTS (SELECT 1 FROM keel_workflow_tasks WHERE run_id = $1))`, n)
+}
 
 // CompleteActivityWithWorkflowTask records an activity's final outcome and
 // commits the workflow task the caller already ran on it, in one round
@@ -282,8 +305,10 @@ func (s *Store) CompleteActivityWithWorkflowTask(ctx context.Context, p store.Co
 	}
 	var result store.CompleteWorkflowTaskResult
 	b := &pgx.Batch{}
-	queueActivityDone(b, lockRunForUpdateSQL, ap)
-	b.Queue(runIdleSQL, wp.RunID, wp.ExpectedHistoryLen)
+	a := ap.Attempt
+	b.Queue(lockRunForUpdateSQL, ap.RunID)
+	b.Queue(deleteActivityTaskIdleSQL, ap.RunID, ap.Seq, ap.Token, a.Attempt, a.ActivityType, a.Owner,
+		nullNanos(a.StartedAt), nullNanos(a.EndedAt), a.Outcome, a.Error, wp.ExpectedHistoryLen)
 	if err := s.queueCommit(b, wp, nowOr(wp.Now), &result); err != nil {
 		return fail(err)
 	}

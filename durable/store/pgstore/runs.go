@@ -153,6 +153,11 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 	if err := p.CheckFirstTask(); err != nil {
 		return store.CreateRunResult{}, fmt.Errorf("pgstore: create run %s: %w", p.RunID, err)
 	}
+	if p.FirstTask != nil {
+		ft := *p.FirstTask
+		ft.Now = nowOr(ft.Now)
+		p.FirstTask = &ft
+	}
 	var token string
 	if e := p.Eager; e != nil {
 		if !e.LeaseUntil.After(now) {
@@ -201,14 +206,18 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 		s.queueRunHistory(b, &p, now)
 		queueIndexSearch(b, p.RunID, search.attrs)
 		if p.FirstTask != nil {
-			if err := s.queueCommit(b, *p.FirstTask, nowOr(p.FirstTask.Now), &first); err != nil {
+			if err := s.queueCommit(b, *p.FirstTask, p.FirstTask.Now, &first); err != nil {
 				return store.CreateRunResult{}, fmt.Errorf("pgstore: create run %s: first task: %w", p.RunID, err)
 			}
-			b.Queue(`SELECT `+runColumns+` FROM keel_runs WHERE run_id = $1`, p.RunID).QueryRow(func(row pgx.Row) error {
-				run, _, err := scanRun(row)
-				res.Run = run
-				return err
-			})
+			if len(p.FirstTask.UpsertSearchAttributes) > 0 {
+				// The run's search attributes merge in the upsert: read
+				// them back.
+				b.Queue(`SELECT `+runColumns+` FROM keel_runs WHERE run_id = $1`, p.RunID).QueryRow(func(row pgx.Row) error {
+					run, _, err := scanRun(row)
+					res.Run = run
+					return err
+				})
+			}
 		}
 		err := s.send(ctx, b)
 		if p.FirstTask != nil && errors.Is(err, store.ErrRunBusy) {
@@ -221,6 +230,9 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			return store.CreateRunResult{}, fmt.Errorf("pgstore: create run %s: %w", p.RunID, err)
 		}
 		if found {
+			if p.FirstTask != nil && len(p.FirstTask.UpsertSearchAttributes) == 0 {
+				res.Run = p.FirstTask.Apply(res.Run)
+			}
 			if res.Created && p.Eager != nil {
 				res.Task = &store.WorkflowTask{Run: res.Run, Token: token, Attempt: 1}
 			}

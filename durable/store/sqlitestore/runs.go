@@ -63,6 +63,9 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 	}
 	var first *workflowCommit
 	if p.FirstTask != nil {
+		ft := *p.FirstTask
+		ft.Now = nowOr(ft.Now)
+		p.FirstTask = &ft
 		err := p.CheckFirstTask()
 		if err == nil {
 			first, err = newWorkflowCommit(p.FirstTask)
@@ -91,7 +94,7 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 			res.Run, err = scanRun(t.queryRow(s.q.getRun, p.RunID))
 			return err
 		}
-		first.apply(&res.Run)
+		res.Run = p.FirstTask.Apply(res.Run)
 		return nil
 	})
 	if err != nil {

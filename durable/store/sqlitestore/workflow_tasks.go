@@ -257,20 +257,6 @@ func newWorkflowCommit(p *store.CompleteWorkflowTaskParams) (*workflowCommit, er
 	return c, nil
 }
 
-// apply updates r, the run as it was before c, to what c's commit wrote
-// (commitRun or closeRun), search attributes apart.
-func (c *workflowCommit) apply(r *store.Run) {
-	at := fromNanos(nanos(c.now))
-	r.HistoryLen = c.newLen
-	r.HistoryBytes += c.size
-	r.UpdatedAt = at
-	if cl := c.p.Close; cl != nil {
-		r.Status = cl.Status
-		r.Result, r.Failure = bytesOrNil(cl.Result), bytesOrNil(cl.Failure)
-		r.ClosedAt = at
-	}
-}
-
 // newIdleCommit is newWorkflowCommit for a commit fenced on the run being
 // idle (commitWorkflowTask with idle), which leaves no workflow task (see
 // store.ErrNeedsWorkflowTask).
