@@ -131,6 +131,16 @@ recorded AS (
 		outcome = excluded.outcome, error = excluded.error
 )`
 
+// deleteTaskCTEs delete activity task ($1, $2) if it still has token $3
+// or, for the empty token, is unleased at attempt $4 (CTE "task"), and
+// record the attempt (recordAttemptSQL).
+const deleteTaskCTEs = `
+WITH task AS (
+	DELETE FROM keel_activity_tasks
+	WHERE run_id = $1 AND seq = $2 AND (token = $3 OR ($3 = '' AND token IS NULL AND attempt = $4))
+	RETURNING run_id, seq
+), ` + recordAttemptSQL
+
 // lockRunningTemplate locks run $1's row ({lock} is the row lock's
 // strength) and stops the transaction with KL001 unless the run is
 // running: the activity tasks of a run that is not running are gone, so
@@ -147,12 +157,7 @@ WHERE NOT EXISTS (SELECT 1 FROM keel_runs WHERE run_id = $1 AND status = 'runnin
 var (
 	lockRunSharedSQL = strings.Replace(lockRunningTemplate, "{lock}", "SHARE", 1)
 
-	deleteActivityTaskSQL = `
-WITH task AS (
-	DELETE FROM keel_activity_tasks
-	WHERE run_id = $1 AND seq = $2 AND (token = $3 OR ($3 = '' AND token IS NULL AND attempt = $4))
-	RETURNING run_id, seq
-), ` + recordAttemptSQL + `
+	deleteActivityTaskSQL = deleteTaskCTEs + `
 SELECT keel_raise('KL001', 'the activity task has another token or attempt')
 WHERE NOT EXISTS (SELECT 1 FROM task)`
 
@@ -261,12 +266,7 @@ WHERE ` + runNotIdle(2)
 	// check of runIdleSQL, with the history length in $11: the statement
 	// runs after the lock as runIdleSQL would, so its snapshot is as
 	// fresh, and the two cost the server one statement.
-	deleteActivityTaskIdleSQL = `
-WITH task AS (
-	DELETE FROM keel_activity_tasks
-	WHERE run_id = $1 AND seq = $2 AND (token = $3 OR ($3 = '' AND token IS NULL AND attempt = $4))
-	RETURNING run_id, seq
-), ` + recordAttemptSQL + `
+	deleteActivityTaskIdleSQL = deleteTaskCTEs + `
 SELECT CASE
 	WHEN NOT EXISTS (SELECT 1 FROM task)
 		THEN keel_raise('KL001', 'the activity task has another token or attempt')
