@@ -309,7 +309,7 @@ func (s *Store) CompleteActivityWithWorkflowTask(ctx context.Context, p store.Co
 	b.Queue(lockRunForUpdateSQL, ap.RunID)
 	b.Queue(deleteActivityTaskIdleSQL, ap.RunID, ap.Seq, ap.Token, a.Attempt, a.ActivityType, a.Owner,
 		nullNanos(a.StartedAt), nullNanos(a.EndedAt), a.Outcome, a.Error, wp.ExpectedHistoryLen)
-	if err := s.queueCommit(b, wp, nowOr(wp.Now), &result); err != nil {
+	if err := s.queueCommit(b, wp, nowOr(wp.Now), true, &result); err != nil {
 		return fail(err)
 	}
 	if err := s.send(ctx, b); err != nil {

@@ -253,10 +253,11 @@ func (s *Store) queueRunTimers(b *pgx.Batch, runID string, timers []store.Timer,
 }
 
 // queueBeforeClose queues what must happen before a run's close deletes
-// its inbox: moving the items its successor takes over.
-func queueBeforeClose(b *pgx.Batch, p *store.CompleteWorkflowTaskParams) error {
+// its inbox: the refusal of a close that inbox items arrived for (unless
+// idle: the run has none), and moving the items its successor takes over.
+func queueBeforeClose(b *pgx.Batch, p *store.CompleteWorkflowTaskParams, idle bool) error {
 	cl := p.Close
-	if len(cl.RefuseIfInbox) > 0 {
+	if len(cl.RefuseIfInbox) > 0 && !idle {
 		b.Queue(refuseCloseSQL, p.RunID, p.InboxUpTo, cl.RefuseIfInbox)
 	}
 	if cl.Status != store.StatusContinuedAsNew {

@@ -206,7 +206,7 @@ func (s *Store) CreateRun(ctx context.Context, p store.CreateRunParams) (store.C
 		s.queueRunHistory(b, &p, now)
 		queueIndexSearch(b, p.RunID, search.attrs)
 		if p.FirstTask != nil {
-			if err := s.queueCommit(b, *p.FirstTask, p.FirstTask.Now, &first); err != nil {
+			if err := s.queueCommit(b, *p.FirstTask, p.FirstTask.Now, true, &first); err != nil {
 				return store.CreateRunResult{}, fmt.Errorf("pgstore: create run %s: first task: %w", p.RunID, err)
 			}
 			if len(p.FirstTask.UpsertSearchAttributes) > 0 {
@@ -652,7 +652,7 @@ func (s *Store) sendIdleCommit(ctx context.Context, wp store.CompleteWorkflowTas
 	b.Queue(lockRunIdleSQL, wp.RunID)
 	b.Queue(runIdleSQL, wp.RunID, wp.ExpectedHistoryLen)
 	queue(b)
-	if err := s.queueCommit(b, wp, nowOr(wp.Now), &result); err != nil {
+	if err := s.queueCommit(b, wp, nowOr(wp.Now), true, &result); err != nil {
 		return store.CompleteWorkflowTaskResult{}, err
 	}
 	if err := s.send(ctx, b); err != nil {

@@ -206,11 +206,20 @@ SELECT $1, $9::bigint, coalesce(nullif($10::text, ''), run.workflow_id), $11::te
 FROM run
 RETURNING workflow_id, task_queue`
 
-	closeRunEventsSQL = `
+	// closeRunTasksSQL and closeRunEventsTasksSQL are closeRunSQL, and
+	// closeRunSQL with the task's events (unnested from $8 to $11), that
+	// also delete the run's tasks, timers and inbox, as deleteRunTasksSQL
+	// does: one statement instead of two or three.
+	closeRunTasksSQL = `
+WITH ` + deleteRunTasksCTEs + `
+` + closeRunSQL
+
+	closeRunEventsTasksSQL = `
 WITH events AS (
 	INSERT INTO keel_events (run_id, id, type, time, data)
 	SELECT $1, * FROM unnest($8::bigint[], $9::text[], $10::bigint[], $11::bytea[])
-)` + closeRunSQL
+), ` + deleteRunTasksCTEs + `
+` + closeRunSQL
 
 	deleteInboxSQL = `DELETE FROM keel_inbox WHERE run_id = $1 AND id <= $2`
 
@@ -242,14 +251,19 @@ SELECT count(*) FROM notified`
 
 	// Closing a run deletes its tasks, timers and inbox (Terminate too).
 	deleteRunTasksSQL = `
-WITH workflow_task AS (
+WITH ` + deleteRunTasksCTEs + `
+SELECT 1`
+
+	// deleteRunTasksCTEs delete run $1's tasks, timers and inbox.
+	deleteRunTasksCTEs = `workflow_task AS (
 	DELETE FROM keel_workflow_tasks WHERE run_id = $1
 ), activity_tasks AS (
 	DELETE FROM keel_activity_tasks WHERE run_id = $1
 ), timers AS (
 	DELETE FROM keel_timers WHERE run_id = $1
-)
-DELETE FROM keel_inbox WHERE run_id = $1`
+), inbox AS (
+	DELETE FROM keel_inbox WHERE run_id = $1
+)`
 )
 
 // insertActivitiesTemplate inserts the activity tasks unnested from $4 to
@@ -320,7 +334,7 @@ func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkfl
 	b := &pgx.Batch{}
 	b.Queue(lockRunForCommitSQL, p.RunID, p.ExpectedHistoryLen)
 	b.Queue(lockWorkflowTaskSQL, p.RunID, p.Token)
-	if err := s.queueCommit(b, p, now, &result); err != nil {
+	if err := s.queueCommit(b, p, now, false, &result); err != nil {
 		return store.CompleteWorkflowTaskResult{}, fmt.Errorf("pgstore: complete workflow task of run %s: %w", p.RunID, err)
 	}
 	if p.Close == nil {
@@ -348,8 +362,10 @@ func (s *Store) CompleteWorkflowTask(ctx context.Context, p store.CompleteWorkfl
 // every task, timer and inbox item of the run deleted, when p.Close is
 // set), the activities (leasing the eager ones into result.Activities),
 // the timers and the cancellations. The inbox and the workflow task row
-// are the caller's.
-func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, now time.Time, result *store.CompleteWorkflowTaskResult) error {
+// are the caller's. idle tells that the caller fenced the run on having no
+// workflow task, so that its inbox is empty: a close then has no inbox
+// item to refuse (RefuseIfInbox).
+func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, now time.Time, idle bool, result *store.CompleteWorkflowTaskResult) error {
 	if p.Close != nil && !p.Close.Status.Closed() {
 		return fmt.Errorf("close status %q is not final", p.Close.Status)
 	}
@@ -381,16 +397,15 @@ func (s *Store) queueCommit(b *pgx.Batch, p store.CompleteWorkflowTaskParams, no
 		return err
 	}
 	if c := p.Close; c != nil {
-		if err := queueBeforeClose(b, &p); err != nil {
+		if err := queueBeforeClose(b, &p, idle); err != nil {
 			return err
 		}
 		if n > 0 {
-			b.Queue(closeRunEventsSQL, p.RunID, int64(n), size, tnow, string(c.Status), c.Result, c.Failure,
+			b.Queue(closeRunEventsTasksSQL, p.RunID, int64(n), size, tnow, string(c.Status), c.Result, c.Failure,
 				ids, types, times, datas)
 		} else {
-			b.Queue(closeRunSQL, p.RunID, int64(n), size, tnow, string(c.Status), c.Result, c.Failure)
+			b.Queue(closeRunTasksSQL, p.RunID, int64(n), size, tnow, string(c.Status), c.Result, c.Failure)
 		}
-		b.Queue(deleteRunTasksSQL, p.RunID)
 		// What the last task started or sent still happens; the children's
 		// close policy then applies to what it started.
 		s.queueChildren(b, &p, now)
