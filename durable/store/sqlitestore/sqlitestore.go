@@ -53,8 +53,11 @@ type Store struct {
 	// IMMEDIATE and busy_timeout.
 	ops        chan *writeOp
 	writerDone chan struct{}
-	closeMu    sync.RWMutex // guards closed and sends on ops
-	closed     bool
+	// guarded counts down the batches that run under savepoints at once
+	// (runTx). Only the writer goroutine uses it.
+	guarded int
+	closeMu sync.RWMutex // guards closed and sends on ops
+	closed  bool
 }
 
 var _ store.Store = (*Store)(nil)

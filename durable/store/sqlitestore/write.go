@@ -113,8 +113,61 @@ func (s *Store) runBatch(batch []*writeOp) {
 	}
 }
 
+// savepointBatches is how many batches after one whose operation failed
+// run under savepoints at once (see runTx).
+const savepointBatches = 16
+
 // runTx runs ops in one transaction and returns the outcome of each.
+//
+// Operations nearly always succeed, so a batch first runs them one after
+// the other without savepoints, which cost SQLite two statements and a
+// statement journal per operation. If one fails, the whole transaction is
+// rolled back and the batch runs again with a savepoint per operation,
+// which undoes only the failing one's changes; so do the next
+// savepointBatches batches. An operation's body may therefore run twice;
+// the bodies set their results afresh each time and draw nothing that a
+// rollback does not undo.
 func (s *Store) runTx(ops []*writeOp) []error {
+	if len(ops) > 1 && s.guarded == 0 {
+		if errs, ok := s.runTxOptimistic(ops); ok {
+			return errs
+		}
+		s.guarded = savepointBatches
+	} else if s.guarded > 0 {
+		s.guarded--
+	}
+	return s.runTxGuarded(ops)
+}
+
+// runTxOptimistic runs ops in one transaction without savepoints. ok is
+// false, with nothing written, when an operation failed or the
+// transaction could not begin; the caller then runs the batch under
+// savepoints.
+func (s *Store) runTxOptimistic(ops []*writeOp) (errs []error, ok bool) {
+	ctx := context.Background()
+	sqlTx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, false
+	}
+	t := &tx{ctx: ctx, tx: sqlTx, adhoc: s.adhoc}
+	for _, op := range ops {
+		if err := runOp(op, t); err != nil {
+			_ = sqlTx.Rollback()
+			return nil, false
+		}
+	}
+	errs = make([]error, len(ops))
+	if err := sqlTx.Commit(); err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("commit: %w", err)
+		}
+	}
+	return errs, true
+}
+
+// runTxGuarded runs ops in one transaction, each under a savepoint when
+// there are several, and returns the outcome of each.
+func (s *Store) runTxGuarded(ops []*writeOp) []error {
 	errs := make([]error, len(ops))
 	failAll := func(err error) []error {
 		for i := range errs {
