@@ -11,6 +11,7 @@ import (
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/durable/store/sqlitestore"
 	"github.com/keelhq/keel/hitl"
+	"github.com/keelhq/keel/internal/hitltest"
 )
 
 func newEngine(t *testing.T) (*durable.Engine, *appdb.DB) {
@@ -67,7 +68,7 @@ func TestLinkSecretFromEnv(t *testing.T) { //nolint:paralleltest // t.Setenv
 	t.Setenv(hitl.LinkSecretEnv, testSecret)
 	svc, err := hitl.New(context.Background(), db, e, &hitl.Config{Groups: testGroups()})
 	require.NoError(t, err)
-	token := svc.SignLink("a-1", "lena", 60e9)
+	token := hitltest.SignLink(t, svc, "a-1", "lena", 60e9)
 
 	e2, db2 := newEngine(t)
 	svc2, err := hitl.New(context.Background(), db2, e2, &hitl.Config{Groups: testGroups(), LinkSecret: []byte(testSecret)})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/hitl"
+	"github.com/keelhq/keel/internal/hitltest"
 )
 
 // Each way a decision can be wrong is refused with its own error, and
@@ -91,7 +92,7 @@ func TestReviewLinks(t *testing.T) {
 		require.NoError(t, err)
 		a := b.pending(t, h.RunID(), 1)
 
-		token := b.svc.SignLink(a.ID, "lena", time.Hour)
+		token := hitltest.SignLink(t, b.svc, a.ID, "lena", time.Hour)
 		claims, err := b.svc.VerifyLink(token)
 		require.NoError(t, err)
 		require.Equal(t, a.ID, claims.ApprovalID)
@@ -99,11 +100,11 @@ func TestReviewLinks(t *testing.T) {
 		require.Equal(t, b.clock.Now().Add(time.Hour), claims.ExpiresAt)
 		_, err = b.svc.CheckLink(ctx, token)
 		require.NoError(t, err)
-		require.NotEqual(t, token, b.svc.SignLink(a.ID, "lena", time.Hour), "each token has its own nonce")
+		require.NotEqual(t, token, hitltest.SignLink(t, b.svc, a.ID, "lena", time.Hour), "each token has its own nonce")
 
 		// Forged: signed with another key, or with a changed claim.
 		other := setup(t, setupOpts{fakeClock: true, cfg: &hitl.Config{LinkSecret: []byte("another-secret-0123456789abcdef-xyz")}})
-		_, err = b.svc.VerifyLink(other.svc.SignLink(a.ID, "lena", time.Hour))
+		_, err = b.svc.VerifyLink(hitltest.SignLink(t, other.svc, a.ID, "lena", time.Hour))
 		require.ErrorIs(t, err, hitl.ErrLinkForged)
 		raw, err := base64.RawURLEncoding.DecodeString(token)
 		require.NoError(t, err)
@@ -126,7 +127,7 @@ func TestReviewLinks(t *testing.T) {
 		require.ErrorIs(t, err, hitl.ErrLinkMismatch)
 
 		// Expired.
-		short := b.svc.SignLink(a.ID, "lars", time.Minute)
+		short := hitltest.SignLink(t, b.svc, a.ID, "lars", time.Minute)
 		b.clock.Advance(2 * time.Minute)
 		_, err = b.svc.VerifyLink(short)
 		require.ErrorIs(t, err, hitl.ErrLinkExpired)

@@ -64,7 +64,10 @@ func Example() {
 	fmt.Println(a.Title, a.Status, a.Required, "of", svc.Groups().Members(a.Group))
 
 	// fred follows the link from his email and approves.
-	token := svc.SignLink(a.ID, "fred", 24*time.Hour)
+	token, err := svc.SignLink(a.ID, "fred", 24*time.Hour)
+	if err != nil {
+		panic(err)
+	}
 	_, err = svc.Decide(ctx, a.ID, hitl.DecideInput{
 		LinkToken: token, Approve: true, Comment: "Carrier confirmed the loss.", ArgsHash: a.ArgsHash,
 	})

@@ -42,8 +42,13 @@ type LinkClaims struct {
 // SignLink returns a signed, single-use token that lets reviewer decide
 // approvalID until ttl from now: put it in the link of a review email. The
 // token is URL-safe. Decide with DecideInput.LinkToken set to it accepts
-// it once.
-func (s *Service) SignLink(approvalID, reviewer string, ttl time.Duration) string {
+// it once. An approval ID or reviewer longer than 1,024 bytes, which no
+// token carries, fails with an error matching ErrInvalidInput.
+func (s *Service) SignLink(approvalID, reviewer string, ttl time.Duration) (string, error) {
+	if len(approvalID) > linkMaxField || len(reviewer) > linkMaxField {
+		return "", fmt.Errorf("%w: a review link carries an approval ID and a reviewer of at most %d bytes each, not %d and %d",
+			ErrInvalidInput, linkMaxField, len(approvalID), len(reviewer))
+	}
 	var nonce [linkNonceLen]byte
 	_, _ = rand.Read(nonce[:]) // never fails
 	b := make([]byte, 0, linkMinLen+len(approvalID)+len(reviewer)+4)
@@ -55,7 +60,7 @@ func (s *Service) SignLink(approvalID, reviewer string, ttl time.Duration) strin
 	b = binary.AppendUvarint(b, uint64(len(reviewer)))
 	b = append(b, reviewer...)
 	b = append(b, s.mac(b)...)
-	return base64.RawURLEncoding.EncodeToString(b)
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // VerifyLink checks a token's form, signature and expiry and returns its

@@ -17,6 +17,7 @@ import (
 
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/hitl"
+	"github.com/keelhq/keel/internal/hitltest"
 	"github.com/keelhq/keel/server"
 )
 
@@ -213,7 +214,7 @@ func TestReviewLink(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{keys: true, approvals: true})
 	a := b.pendingApproval(t, "refund-link", b.admin)
-	token := b.approvals.SignLink(a.ID, "fred", time.Hour)
+	token := hitltest.SignLink(t, b.approvals, a.ID, "fred", time.Hour)
 	c := newClient(t, b) // no session: the link is the credential
 	path := "/review/" + token
 

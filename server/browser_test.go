@@ -19,6 +19,7 @@ import (
 
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/hitl"
+	"github.com/keelhq/keel/internal/hitltest"
 	"github.com/keelhq/keel/server"
 )
 
@@ -205,7 +206,7 @@ func TestBrowserReviewLink(t *testing.T) {
 		a = list[0]
 		return true
 	}, 20*time.Second, 20*time.Millisecond, "the run asks for approval")
-	link := ts.URL + "/review/" + review.SignLink(a.ID, "lena", time.Hour)
+	link := ts.URL + "/review/" + hitltest.SignLink(t, review, a.ID, "lena", time.Hour)
 
 	tab := newBrowser(t, ctx)
 	// Each read waits at most a few seconds for its element.

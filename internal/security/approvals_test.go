@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keelhq/keel/hitl"
+	"github.com/keelhq/keel/internal/hitltest"
 	"github.com/keelhq/keel/server"
 )
 
@@ -32,7 +33,7 @@ var approvalThreats = []threat{
 	{"signed link tampered", func(t *testing.T, b *bundle) {
 		a := b.requestRefund(t, "link-tampered", refund{Order: "T-1", Amount: 10})
 		other := b.requestRefund(t, "link-tampered-other", refund{Order: "T-2", Amount: 20})
-		token := b.approvals.SignLink(a.ID, "fred", time.Hour)
+		token := hitltest.SignLink(t, b.approvals, a.ID, "fred", time.Hour)
 		c := b.browser(t)
 		page := c.get("/review/" + token)
 		require.Equal(t, http.StatusOK, page.Status)
@@ -76,7 +77,7 @@ var approvalThreats = []threat{
 
 	{"signed link expired", func(t *testing.T, b *bundle) {
 		a := b.requestRefund(t, "link-expired", refund{Order: "E-1", Amount: 10})
-		token := b.approvals.SignLink(a.ID, "fred", time.Minute)
+		token := hitltest.SignLink(t, b.approvals, a.ID, "fred", time.Minute)
 		c := b.browser(t)
 		page := c.get("/review/" + token)
 		require.Equal(t, http.StatusOK, page.Status, "the link works until it expires")
@@ -95,7 +96,7 @@ var approvalThreats = []threat{
 
 	{"signed link used twice", func(t *testing.T, b *bundle) {
 		a := b.requestRefund(t, "link-twice", refund{Order: "U-1", Amount: 10})
-		token := b.approvals.SignLink(a.ID, "fred", time.Hour)
+		token := hitltest.SignLink(t, b.approvals, a.ID, "fred", time.Hour)
 		c := b.browser(t)
 		csrf := csrfOf(t, c.get("/review/"+token).Body)
 		r := c.post("/review/"+token, url.Values{"csrf_token": {csrf}, "decision": {"approve"}, "args_hash": {a.ArgsHash}})
@@ -121,7 +122,7 @@ var approvalThreats = []threat{
 		a := b.requestRefund(t, "link-other-a", refund{Order: "O-1", Amount: 10})
 		other := b.requestRefund(t, "link-other-b", refund{Order: "O-2", Amount: 99})
 		require.NotEqual(t, a.ArgsHash, other.ArgsHash)
-		token := b.approvals.SignLink(a.ID, "fred", time.Hour)
+		token := hitltest.SignLink(t, b.approvals, a.ID, "fred", time.Hour)
 
 		// The link names its approval: it cannot decide another one, nor
 		// decide as another reviewer.
@@ -149,7 +150,7 @@ var approvalThreats = []threat{
 
 		// A correctly signed link made out to her shows the approval
 		// without the form (and so without the token a post needs).
-		token := b.approvals.SignLink(a.ID, "olga", time.Hour)
+		token := hitltest.SignLink(t, b.approvals, a.ID, "olga", time.Hour)
 		c := b.browser(t)
 		page := c.get("/review/" + token)
 		require.Equal(t, http.StatusOK, page.Status)
@@ -171,7 +172,7 @@ var approvalThreats = []threat{
 		require.Equal(t, http.StatusForbidden, r.Status)
 		require.Equal(t, server.CodeSelfApproval, r.problem(t, path).Code)
 
-		token := b.approvals.SignLink(a.ID, "support-agent", time.Hour)
+		token := hitltest.SignLink(t, b.approvals, a.ID, "support-agent", time.Hour)
 		c := b.browser(t)
 		page := c.get("/review/" + token)
 		require.Equal(t, http.StatusOK, page.Status)
@@ -188,7 +189,7 @@ var approvalThreats = []threat{
 	{"decision on a closed approval", func(t *testing.T, b *bundle) {
 		a := b.requestRefund(t, "closed", refund{Order: "X-1", Amount: 10})
 		// Fiona opens her review link while the approval is pending...
-		token := b.approvals.SignLink(a.ID, "fiona", time.Hour)
+		token := hitltest.SignLink(t, b.approvals, a.ID, "fiona", time.Hour)
 		c := b.browser(t)
 		csrf := csrfOf(t, c.get("/review/"+token).Body)
 		// ...and Fred approves first.
@@ -234,7 +235,7 @@ var approvalThreats = []threat{
 		csrf := csrfOf(t, fred.get("/ui/approvals/"+a.ID).Body)
 		r = fred.post("/ui/approvals/"+a.ID+"/decision", url.Values{"csrf_token": {csrf}, "decision": {"approve"}, "args_hash": {h}})
 		require.Equal(t, http.StatusConflict, r.Status)
-		token := b.approvals.SignLink(a.ID, "fred", time.Hour)
+		token := hitltest.SignLink(t, b.approvals, a.ID, "fred", time.Hour)
 		c := b.browser(t)
 		csrf = csrfOf(t, c.get("/review/"+token).Body)
 		r = c.post("/review/"+token, url.Values{"csrf_token": {csrf}, "decision": {"approve"}, "args_hash": {h}})

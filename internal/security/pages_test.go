@@ -16,6 +16,7 @@ import (
 
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/hitl"
+	"github.com/keelhq/keel/internal/hitltest"
 	"github.com/keelhq/keel/server"
 )
 
@@ -57,7 +58,7 @@ var browserThreats = []threat{
 		fiona := b.signIn(t, b.newKey(t, "fiona", server.ScopeReview))
 		otherSession := csrfOf(t, fiona.get("/ui/approvals/"+a.ID).Body)
 		loginPage := csrfOf(t, fred.get("/ui/login").Body)
-		link := b.approvals.SignLink(a.ID, "fred", time.Hour)
+		link := hitltest.SignLink(t, b.approvals, a.ID, "fred", time.Hour)
 		linkPage := csrfOf(t, fred.get("/review/"+link).Body)
 		path := "/ui/approvals/" + a.ID + "/decision"
 
@@ -82,8 +83,8 @@ var browserThreats = []threat{
 
 	{"CSRF token missing or wrong on a review link", func(t *testing.T, b *bundle) {
 		a := b.requestRefund(t, "csrf-link", refund{Order: "C-3", Amount: 10})
-		link := "/review/" + b.approvals.SignLink(a.ID, "fred", time.Hour)
-		other := "/review/" + b.approvals.SignLink(a.ID, "fiona", time.Hour)
+		link := "/review/" + hitltest.SignLink(t, b.approvals, a.ID, "fred", time.Hour)
+		other := "/review/" + hitltest.SignLink(t, b.approvals, a.ID, "fiona", time.Hour)
 		c := b.browser(t) // no session: the link is the credential
 		csrf := csrfOf(t, c.get(link).Body)
 		otherCSRF := csrfOf(t, c.get(other).Body)
