@@ -128,18 +128,18 @@ func (s *Service) decide(ctx context.Context, approvalID string, in DecideInput)
 func validateInput(in *DecideInput) error {
 	switch {
 	case strings.TrimSpace(in.Reviewer) == "":
-		return fmt.Errorf("%w: no reviewer", ErrInvalidInput)
+		return &FieldError{Field: "Reviewer", Detail: "required"}
 	case in.ArgsHash == "":
-		return fmt.Errorf("%w: no arguments hash (the approval's ArgsHash)", ErrInvalidInput)
+		return &FieldError{Field: "ArgsHash", Detail: "required: the approval's ArgsHash, as shown to the reviewer"}
 	case len(in.Comment) > MaxCommentBytes:
-		return fmt.Errorf("%w: comment longer than %d bytes", ErrInvalidInput, MaxCommentBytes)
+		return &FieldError{Field: "Comment", Detail: fmt.Sprintf("longer than %d bytes", MaxCommentBytes)}
 	case len(in.EditedArgs) > MaxEditedArgsBytes:
-		return fmt.Errorf("%w: edited arguments longer than %d bytes", ErrInvalidInput, MaxEditedArgsBytes)
+		return &FieldError{Field: "EditedArgs", Detail: fmt.Sprintf("longer than %d bytes", MaxEditedArgsBytes)}
 	}
 	if len(in.EditedArgs) > 0 {
 		canon, err := Canonical(in.EditedArgs)
 		if err != nil {
-			return err
+			return &FieldError{Field: "EditedArgs", Detail: "not valid JSON"}
 		}
 		in.EditedArgs = canon
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,6 +51,29 @@ func TestDecisionRefusals(t *testing.T) {
 			_, err := b.svc.Decide(ctx, r.id, r.in)
 			require.ErrorIs(t, err, r.want, r.name)
 		}
+		// Malformed input names its field.
+		fields := []struct {
+			in    hitl.DecideInput
+			field string
+		}{
+			{hitl.DecideInput{Approve: true, ArgsHash: a.ArgsHash}, "Reviewer"},
+			{hitl.DecideInput{Reviewer: "fiona", Approve: true}, "ArgsHash"},
+			{hitl.DecideInput{Reviewer: "fiona", Approve: true, ArgsHash: a.ArgsHash, Comment: strings.Repeat("c", hitl.MaxCommentBytes+1)}, "Comment"},
+			{hitl.DecideInput{Reviewer: "fiona", Approve: true, ArgsHash: a.ArgsHash, EditedArgs: json.RawMessage(`{"amount":`)}, "EditedArgs"},
+			{hitl.DecideInput{Reviewer: "fiona", Approve: true, ArgsHash: a.ArgsHash, EditedArgs: json.RawMessage(strings.Repeat(" ", hitl.MaxEditedArgsBytes) + "1")}, "EditedArgs"},
+		}
+		for _, f := range fields {
+			_, err := b.svc.Decide(ctx, a.ID, f.in)
+			require.ErrorIs(t, err, hitl.ErrInvalidInput, f.field)
+			fe, isField := errors.AsType[*hitl.FieldError](err)
+			require.True(t, isField, "%s: %v", f.field, err)
+			require.Equal(t, f.field, fe.Field)
+			require.NotEmpty(t, fe.Detail)
+		}
+		_, _, err = b.svc.List(ctx, &hitl.ListParams{Cursor: "not-a-cursor"})
+		fe, isField := errors.AsType[*hitl.FieldError](err)
+		require.True(t, isField, "%v", err)
+		require.Equal(t, "Cursor", fe.Field)
 		got, err := b.svc.Get(ctx, a.ID)
 		require.NoError(t, err)
 		require.Empty(t, got.Votes, "refused decisions wrote nothing")

@@ -29,7 +29,8 @@ var (
 	// have approved different arguments).
 	ErrEditNotAllowed = errors.New("hitl: edited arguments not allowed")
 	// ErrInvalidInput: a Decide or List call is malformed (no reviewer,
-	// edited arguments that are not JSON, a bad cursor…).
+	// edited arguments that are not JSON, a bad cursor…). The error is a
+	// *FieldError naming the field when there is one.
 	ErrInvalidInput = errors.New("hitl: invalid input")
 
 	// ErrInvalidRequest: Approve was given a Request it cannot record
@@ -105,3 +106,19 @@ func (e *EvalError) Unwrap() error { return e.Err }
 
 // Is matches ErrPolicyEval.
 func (e *EvalError) Is(target error) bool { return target == ErrPolicyEval }
+
+// FieldError is an invalid field of a call's input: Field is the Go name of
+// the input struct's field (DecideInput's "EditedArgs", ListParams'
+// "Cursor"), Detail says what is wrong with it. It matches
+// ErrInvalidInput.
+type FieldError struct {
+	Field  string
+	Detail string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%v: %s: %s", ErrInvalidInput, e.Field, e.Detail)
+}
+
+// Unwrap returns ErrInvalidInput.
+func (e *FieldError) Unwrap() error { return ErrInvalidInput }

@@ -378,12 +378,12 @@ func encodeCursor(at int64, id string) string {
 func decodeCursor(c string) (int64, string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	if err != nil {
-		return 0, "", fmt.Errorf("%w: bad cursor", ErrInvalidInput)
+		return 0, "", &FieldError{Field: "Cursor", Detail: "not a cursor from a previous page"}
 	}
 	at, id, ok := strings.Cut(string(b), "/")
 	n, err := strconv.ParseInt(at, 10, 64)
 	if !ok || err != nil || id == "" {
-		return 0, "", fmt.Errorf("%w: bad cursor", ErrInvalidInput)
+		return 0, "", &FieldError{Field: "Cursor", Detail: "not a cursor from a previous page"}
 	}
 	return n, id, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/go-chi/chi/v5"
 
@@ -118,9 +119,29 @@ func approvalProblem(err error) *Problem {
 		prob.Errors = []FieldError{{Field: "edited_args", Detail: "not allowed for this decision"}}
 		return prob
 	case errors.Is(err, hitl.ErrInvalidInput):
-		return p(http.StatusBadRequest, CodeInvalidField)
+		prob := p(http.StatusBadRequest, CodeInvalidField)
+		if fe, ok := errors.AsType[*hitl.FieldError](err); ok {
+			prob.Errors = []FieldError{{Field: snakeCase(fe.Field), Detail: fe.Detail}}
+		}
+		return prob
 	}
 	return nil
+}
+
+// snakeCase is the API's name of a Go field name: "EditedArgs" is
+// "edited_args".
+func snakeCase(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func (s *Server) approvalError(w http.ResponseWriter, r *http.Request, err error) {

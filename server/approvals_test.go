@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -109,6 +110,13 @@ func TestApprovalsAPI(t *testing.T) {
 			require.Equal(t, c.status, r.Status, string(r.Body))
 			require.Equal(t, c.code, r.problem(t).Code)
 		}
+		// Input the approval service refuses names its field.
+		big := json.RawMessage(`[` + strings.Repeat(`0,`, hitl.MaxEditedArgsBytes/2) + `0]`)
+		r = decide(fred, map[string]any{"decision": "approve", "args_hash": a.ArgsHash, "edited_args": big})
+		require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+		prob := r.problem(t)
+		require.Equal(t, server.CodeInvalidField, prob.Code)
+		require.Equal(t, []server.FieldError{{Field: "edited_args", Detail: fmt.Sprintf("longer than %d bytes", hitl.MaxEditedArgsBytes)}}, prob.Errors)
 		require.Equal(t, hitl.StatusPending, b.approval(t, a.ID).Status)
 		require.Empty(t, b.approval(t, a.ID).Votes, "refused decisions change nothing")
 

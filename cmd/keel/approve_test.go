@@ -204,6 +204,6 @@ func TestApprovals(t *testing.T) {
 	requireUsageError(t, call(t, nil, args("approvals", "--as", "lena")...), "approvals: --as needs the reviewer groups")
 	requireUsageError(t, call(t, env, args("approvals", "--as", "")...), "approvals: --as is empty")
 	requireUsageError(t, call(t, nil, args("approvals", "--limit", "501")...), "approvals: --limit must be between 1 and 500")
-	requireUsageError(t, call(t, nil, args("approvals", "--cursor", "zz")...), "approvals: hitl: list: hitl: invalid input: bad cursor")
+	requireUsageError(t, call(t, nil, args("approvals", "--cursor", "zz")...), "approvals: hitl: list: hitl: invalid input: Cursor: not a cursor from a previous page")
 	requireUsageError(t, call(t, nil, args("approvals", id)...), `approvals: unknown command "`+id+`" for "keel approvals"`)
 }
