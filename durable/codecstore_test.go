@@ -91,9 +91,11 @@ func exerciseCodec(t *testing.T, st store.Store, dump rawDump) {
 	panicky := durable.NewWorkflow("panicky", func(ctx durable.Context, card string) (string, error) {
 		panic("cannot handle " + card)
 	})
-	e, err := durable.New(st, &durable.Config{Codec: testCodec(t), PollInterval: 50 * time.Millisecond,
+	c := testCodec(t)
+	e, err := durable.New(st, &durable.Config{Codec: c, PollInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	require.NoError(t, err)
+	require.Equal(t, c, e.Codec())
 	e.MustRegister(charge, pay, panicky)
 	e.NewWorker(nil)
 	ctx := testContext(t)

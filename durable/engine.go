@@ -181,6 +181,11 @@ func New(st store.Store, cfg *Config) (*Engine, error) {
 // decoded.
 func (e *Engine) Store() store.Store { return e.store }
 
+// Codec returns Config.Codec, the codec the engine's payloads are stored
+// through, or nil when there is none; give it to what stores the same
+// payloads elsewhere (hitl.Config.Codec defaults to it).
+func (e *Engine) Codec() Codec { return e.cfg.Codec }
+
 // Register adds workflows and activities. It fails on an empty or duplicate
 // name.
 func (e *Engine) Register(defs ...Definition) error {

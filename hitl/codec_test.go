@@ -155,6 +155,28 @@ func TestPayloadCodec(t *testing.T) {
 	})
 }
 
+// Without a codec of its own, the Service stores through the engine's.
+func TestPayloadCodecFromEngine(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, db opener) {
+		c := newCodec(t, "k1")
+		b := setup(t, setupOpts{db: db, codec: c})
+		require.NotNil(t, b.e.Codec())
+		ctx := testContext(t)
+		h, err := askWorkflow.Start(ctx, b.e, secretRequest(cardSecret), nil)
+		require.NoError(t, err)
+		a := b.pending(t, h.RunID(), 1)
+		require.Equal(t, "Refund to card "+cardSecret, a.Title)
+
+		dump := testdb.DumpTables(t, b.db, "hitl_approvals", "hitl_votes")
+		require.Contains(t, string(dump), "keel-codec:", "payloads are stored encoded")
+		requireAbsent(t, dump, cardSecret)
+		other, err := reader(t, db, c).Get(ctx, a.ID)
+		require.NoError(t, err)
+		require.Equal(t, a.Title, other.Title)
+	})
+}
+
 // Rows written before the codec was configured still read, and a vote
 // cast with the codec on an older approval is stored encoded beside them.
 func TestPayloadCodecPlainRows(t *testing.T) {

@@ -92,6 +92,8 @@ type setupOpts struct {
 	// before runs after New, before the engine starts (to set hooks).
 	before func(svc *hitl.Service)
 	cfg    *hitl.Config
+	// codec is the engine's durable.Config.Codec.
+	codec durable.Codec
 }
 
 // The test workflows.
@@ -142,6 +144,7 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 	if o.noCache {
 		ecfg.CacheSize = -1
 	}
+	ecfg.Codec = o.codec
 	cfg := hitl.Config{}
 	if o.cfg != nil {
 		cfg = *o.cfg

@@ -28,16 +28,15 @@ const MinLinkSecret = 32
 
 // Config configures a Service.
 type Config struct {
-	// Codec, when set, encodes at rest what an approval carries that
-	// may hold secrets: its title, details and arguments, and each vote's
-	// comment and edited arguments. Give it the engine's
-	// durable.Config.Codec (compression and encryption from package
-	// durable/codec), so that the approval tables are as protected as the
-	// run's history. IDs, the action, group, requester, reviewers,
+	// Codec encodes at rest what an approval carries that may hold
+	// secrets: its title, details and arguments, and each vote's comment
+	// and edited arguments, so that the approval tables are as protected
+	// as the run's history. IDs, the action, group, requester, reviewers,
 	// statuses, times and the argument hashes stay readable: they are
 	// what approvals are looked up, listed and bound by. Rows written
-	// before the codec was set still read. Optional; default none (plain
-	// text).
+	// before the codec was set still read. Optional; default the engine's
+	// (durable.Config.Codec, compression and encryption from package
+	// durable/codec), and plain text when the engine has none.
 	Codec durable.Codec
 	// Groups are the reviewer groups and their members. Required.
 	Groups Groups
@@ -134,6 +133,9 @@ func New(ctx context.Context, db *appdb.DB, e *durable.Engine, cfg *Config) (*Se
 	c := cfg.WithDefaults()
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("hitl: new: %w", err)
+	}
+	if c.Codec == nil {
+		c.Codec = e.Codec()
 	}
 	s := &Service{
 		db:       db,
