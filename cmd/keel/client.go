@@ -62,7 +62,7 @@ func openEngine(ctx context.Context, db string, create bool, cfg *durable.Config
 	if err != nil {
 		return nil, nil, err
 	}
-	e, err := durable.New(st, cfg)
+	e, err := newEngine(st, cfg)
 	if err != nil {
 		closeStore()
 		return nil, nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keelhq/keel/durable"
+	"github.com/keelhq/keel/durable/codec"
 )
 
 func init() { commands = append(commands, historyCmd) }
@@ -137,6 +138,9 @@ func (f *eventFormatter) line(ev durable.HistoryEvent) string {
 
 // describe summarizes the important fields of ev.
 func (f *eventFormatter) describe(ev durable.HistoryEvent) string {
+	if codec.IsEnvelope(ev.Data) {
+		return "(encoded: set " + codec.KeysEnv + " to the application's payload keys to read it)"
+	}
 	d, err := ev.Details()
 	if err != nil {
 		return "(undecodable: " + err.Error() + ")"

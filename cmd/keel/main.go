@@ -111,7 +111,7 @@ on as many machines, against one PostgreSQL database.`,
 			}
 			defer closeStore()
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			e, err := durable.New(st, &durable.Config{Logger: logger, PollInterval: pollEvery, Retention: retention})
+			e, err := newEngine(st, &durable.Config{Logger: logger, PollInterval: pollEvery, Retention: retention})
 			if err != nil {
 				return err
 			}

@@ -122,7 +122,7 @@ func replayRunning(ctx context.Context, r *durable.Replayer, rep *replayReport, 
 		return replayBadUsage
 	}
 	defer closeStore()
-	e, err := durable.New(st, &durable.Config{Logger: slog.New(slog.DiscardHandler)})
+	e, err := newEngine(st, &durable.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Fprintf(stderr, "keel replay: %v\n", err)
 		return replayBadUsage

@@ -92,7 +92,7 @@ end when the process does.`,
 				return err
 			}
 			defer adb.Close()
-			e, err := durable.New(st, &durable.Config{Logger: logger, PollInterval: pollEvery})
+			e, err := newEngine(st, &durable.Config{Logger: logger, PollInterval: pollEvery})
 			if err != nil {
 				return err
 			}

@@ -24,6 +24,10 @@
 //	…
 //	payload, err = c.Decode(stored)
 //
+// The keel command builds this chain when KEEL_CODEC_KEYS is set, with
+// KEEL_CODEC_AD as the associated data, so that it reads what such an
+// application writes; hitl.Config.Codec defaults to the engine's codec.
+//
 // # Envelopes
 //
 // Every encoded payload is an envelope that starts with Magic (0xC1),
