@@ -2,6 +2,7 @@ package durable_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -433,5 +434,62 @@ func TestFirstTaskWithChildRunsOnce(t *testing.T) {
 			require.Equal(t, 2*i, got)
 		}
 		require.EqualValues(t, 5, live.Load(), "the code before the child ran once per run")
+	})
+}
+
+// Details given with WithDetails cross the store with a failure: a
+// child's reach its parent, an activity's reach its workflow, a run's reach
+// the caller of Result; the error keeps its type and message.
+func TestFailureDetails(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, db opener) {
+		spend := durable.NewActivity("spend", func(ctx context.Context, n int) (int, error) {
+			return 0, durable.NonRetryable(durable.WithDetails(errors.New("card declined"), json.RawMessage(`{"spent":`+fmt.Sprint(n)+`}`)))
+		}, nil)
+		child := durable.NewWorkflow("spender", func(ctx durable.Context, n int) (int, error) {
+			_, err := spend.Run(ctx, n)
+			var ae *durable.ApplicationError
+			if !errors.As(err, &ae) || string(ae.Details) != fmt.Sprintf(`{"spent":%d}`, n) || ae.Type != "*errors.errorString" {
+				return 0, fmt.Errorf("the activity's details did not arrive with its type: %#v", err)
+			}
+			return 0, durable.WithDetails(fmt.Errorf("gave up: %w", durable.ErrCanceled), json.RawMessage(`{"spent":`+fmt.Sprint(n+1)+`}`))
+		})
+		parent := durable.NewWorkflow("accountant", func(ctx durable.Context, n int) (string, error) {
+			_, err := child.RunChild(ctx, n, nil)
+			var cwe *durable.ChildWorkflowError
+			if !errors.As(err, &cwe) {
+				return "", fmt.Errorf("not a child error: %v", err)
+			}
+			ae, ok := cwe.Err.(*durable.ApplicationError)
+			if !ok {
+				return "", fmt.Errorf("the child's error is a %T", cwe.Err)
+			}
+			return string(ae.Details) + " " + ae.Message, nil
+		})
+		dropper := durable.NewWorkflow("dropper", func(ctx durable.Context, _ int) (int, error) {
+			return 0, durable.WithDetails(errors.New("over budget"), []byte(`not json`))
+		})
+		b := setup(t, setupOpts{db: db, defs: []durable.Definition{spend, child, parent, dropper}})
+		ctx := testContext(t)
+		got, err := parent.Run(ctx, b.e, 4, nil)
+		require.NoError(t, err)
+		require.Equal(t, `{"spent":5} gave up: durable: canceled`, got, "the child's details reach the parent")
+
+		dh, err := dropper.Start(ctx, b.e, 0, nil)
+		require.NoError(t, err)
+		_, err = dh.Result(ctx)
+		ae, ok := errors.AsType[*durable.ApplicationError](err)
+		require.True(t, ok, "%v", err)
+		require.Equal(t, "over budget", ae.Message)
+		require.Nil(t, ae.Details, "details that are not JSON are dropped")
+
+		ch, err := child.Start(ctx, b.e, 6, nil)
+		require.NoError(t, err)
+		_, err = ch.Result(ctx)
+		ae, ok = errors.AsType[*durable.ApplicationError](err)
+		require.True(t, ok, "%v", err)
+		require.JSONEq(t, `{"spent":7}`, string(ae.Details))
+		require.ErrorIs(t, err, durable.ErrCanceled, "the sentinel survives the wrapper")
+		require.Equal(t, "gave up: durable: canceled", ae.Message)
 	})
 }

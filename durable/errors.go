@@ -1,6 +1,7 @@
 package durable
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -48,7 +49,9 @@ type ApplicationError struct {
 	NonRetryable bool
 	// Stack is set for errors that come from a panic.
 	Stack string
-	Cause *ApplicationError
+	// Details are the JSON the error was given with WithDetails, if any.
+	Details json.RawMessage
+	Cause   *ApplicationError
 }
 
 func (e *ApplicationError) Error() string {
@@ -96,6 +99,43 @@ type nonRetryableError struct{ err error }
 
 func (e *nonRetryableError) Error() string { return e.err.Error() }
 func (e *nonRetryableError) Unwrap() error { return e.err }
+
+// WithDetails returns err carrying details, a JSON document, across the
+// store: a workflow or activity that fails with it records them with its
+// failure, and the *ApplicationError its caller gets back (the Err of a
+// ChildWorkflowError, the Cause of an ActivityError) has them in Details.
+// Use it for what a failed run did that its caller must account for, such
+// as what an agent spent. err keeps its type, message, sentinels and retry
+// behaviour. Details that are not valid JSON are dropped.
+func WithDetails(err error, details json.RawMessage) error {
+	if err == nil {
+		return nil
+	}
+	if !json.Valid(details) {
+		return err
+	}
+	return &detailsError{err: err, details: details}
+}
+
+type detailsError struct {
+	err     error
+	details json.RawMessage
+}
+
+func (e *detailsError) Error() string { return e.err.Error() }
+func (e *detailsError) Unwrap() error { return e.err }
+
+// detailsOf returns the details err carries: those of WithDetails, or of
+// err itself when it is an *ApplicationError read back from the store.
+func detailsOf(err error) json.RawMessage {
+	if de, ok := errors.AsType[*detailsError](err); ok {
+		return de.details
+	}
+	if ae, ok := err.(*ApplicationError); ok {
+		return ae.Details
+	}
+	return nil
+}
 
 // ActivityError is returned to workflow code when an activity failed for
 // good: its retries were exhausted, its error was not retryable, or it timed
@@ -178,7 +218,9 @@ type failure struct {
 	// RetryAfter is the wait the error asked for before the next attempt
 	// (an HTTP 429's Retry-After, say); zero when it did not ask.
 	RetryAfter time.Duration `json:"retry_after,omitempty"`
-	Cause      *failure      `json:"cause,omitempty"`
+	// Details are those of WithDetails.
+	Details json.RawMessage `json:"details,omitempty"`
+	Cause   *failure        `json:"cause,omitempty"`
 	// The child of a ChildWorkflowError.
 	WorkflowType string `json:"workflow_type,omitempty"`
 	WorkflowID   string `json:"workflow_id,omitempty"`
@@ -202,7 +244,7 @@ func toFailure(err error) *failure {
 	if err == nil {
 		return nil
 	}
-	f := &failure{Message: err.Error(), Type: errorTypeName(err)}
+	f := &failure{Message: err.Error(), Type: errorTypeName(err), Details: detailsOf(err)}
 	var nr *nonRetryableError
 	if errors.As(err, &nr) {
 		f.NonRetryable = true
@@ -274,7 +316,7 @@ func (f *failure) toError() error {
 		return &ChildWorkflowError{WorkflowType: f.WorkflowType, WorkflowID: f.WorkflowID, RunID: f.RunID,
 			Err: f.Cause.toError()}
 	}
-	ae := &ApplicationError{Type: f.Type, Message: f.Message, NonRetryable: f.NonRetryable, Stack: f.Stack}
+	ae := &ApplicationError{Type: f.Type, Message: f.Message, NonRetryable: f.NonRetryable, Stack: f.Stack, Details: f.Details}
 	if f.Cause != nil {
 		if c, ok := f.Cause.toError().(*ApplicationError); ok {
 			ae.Cause = c
@@ -298,11 +340,14 @@ func trimCause(msg, cause string) string {
 // non-retryable marker.
 func errorTypeName(err error) string {
 	for {
-		nr, ok := err.(*nonRetryableError)
-		if !ok {
-			break
+		switch w := err.(type) {
+		case *nonRetryableError:
+			err = w.err
+			continue
+		case *detailsError:
+			err = w.err
+			continue
 		}
-		err = nr.err
+		return reflect.TypeOf(err).String()
 	}
-	return reflect.TypeOf(err).String()
 }
