@@ -135,6 +135,11 @@ const (
 	StatusInvalidOutput Status = "invalid_output"
 	// StatusRefused: the model refused to answer.
 	StatusRefused Status = "refused"
+	// StatusFailed: the run failed with an error (a model or tool error
+	// that retries did not cure, a cancellation). Its workflow failed;
+	// Runtime.Run returns the error with a Result of what the run had
+	// spent, and a parent agent records the sub-agent run so.
+	StatusFailed Status = "failed"
 )
 
 // Input starts a run.

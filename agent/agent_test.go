@@ -328,6 +328,41 @@ func TestSubAgent(t *testing.T) {
 		failed, err := b.e.Describe(ctx, "deal-2/legal-1-1")
 		require.NoError(t, err)
 		require.Equal(t, durable.StatusFailed, failed.Status)
+		require.Len(t, res.SubAgents, 1)
+		require.Equal(t, agent.StatusFailed, res.SubAgents[0].Status)
+
+		// The legal agent spends a turn, then fails: what it spent counts
+		// in the sales run's totals and its sub-agent record.
+		salesSrv.Enqueue(
+			llmtest.ToolCalls(llmtest.Call("legal", map[string]string{"input": "Review clause 9"})).WithUsage(salesUse),
+			llmtest.Text("Legal could not finish; I will follow up.").WithUsage(salesUse),
+		)
+		legalSrv.Enqueue(
+			llmtest.ToolCalls(llmtest.Call("lookup_precedent", "{}")).WithUsage(legalUse),
+			llmtest.Error(400, "invalid_request_error", "", "messages: malformed"),
+		)
+		res, err = b.rt.Run(ctx, sales, agent.Input{Message: "Draft an offer for Hooli"}, &durable.StartOptions{ID: "deal-3"})
+		require.NoError(t, err)
+		require.EqualValues(t, 2*110+55, res.Usage.TotalTokens, "the failed sub-agent's tokens count")
+		require.Len(t, res.SubAgents, 1)
+		sub = res.SubAgents[0]
+		require.Equal(t, agent.StatusFailed, sub.Status)
+		require.Equal(t, 2, sub.Turns)
+		require.Equal(t, legalUse, sub.Usage)
+		require.Equal(t, res.ModelCalls[0].Cost+res.ModelCalls[1].Cost+sub.Cost, res.Cost)
+		require.Equal(t, []agent.ToolUsage{{Name: "legal", Calls: 1, Errors: 1, Usage: legalUse, Cost: sub.Cost}}, res.Tools)
+
+		// A run that fails returns its error with what it had spent.
+		salesSrv.Enqueue(
+			llmtest.ToolCalls(llmtest.Call("no_such_tool", "{}")).WithUsage(salesUse),
+			llmtest.Error(400, "invalid_request_error", "", "messages: malformed"),
+		)
+		res, err = b.rt.Run(ctx, sales, agent.Input{Message: "Draft an offer for Pied Piper"}, &durable.StartOptions{ID: "deal-4"})
+		require.Error(t, err)
+		require.Equal(t, agent.StatusFailed, res.Status)
+		require.Equal(t, "sales", res.Agent)
+		require.Equal(t, 2, res.Turns)
+		require.Equal(t, salesUse, res.Usage)
 	})
 }
 

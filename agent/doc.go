@@ -88,8 +88,11 @@
 // micro-dollar) is recorded with its answer. The Result has them per model
 // call (ModelCalls), per tool (Tools, where a sub-agent's tokens and cost
 // are its tool's), per sub-agent run (SubAgents) and in total (Usage,
-// Cost), sub-agents included. Budgets are enforced from these recorded
-// figures, so a crash cannot reset the spend. With Budget.AskApproval the
+// Cost), sub-agents included — also those that failed: a run that fails
+// carries what it had spent in its error (durable.WithDetails), its parent
+// counts it, and Runtime.Run returns it beside the error in a Result of
+// status StatusFailed. Budgets are enforced from these recorded figures, so
+// a crash cannot reset the spend. With Budget.AskApproval the
 // agent's Approver (the tools.Approver interface, implemented by package
 // hitl) is asked whether the run may spend more, instead of stopping.
 //

@@ -70,12 +70,12 @@ func (r *run) loop(in Input) (Result, error) {
 			return r.stop(StatusMaxTurns, fmt.Sprintf("the run reached its limit of %d model calls", maxTurns)), nil
 		}
 		if stop, err := r.checkBudget(); stop || err != nil {
-			return r.res, err
+			return r.res, r.failed(err)
 		}
 		r.turn++
 		out, err := r.callModel(added)
 		if err != nil {
-			return r.res, err
+			return r.res, r.failed(err)
 		}
 		msg := out.Message
 		if msg.Content != "" {
@@ -111,13 +111,48 @@ func (r *run) loop(in Input) (Result, error) {
 				"the run reached its limit of %d model calls; the %d tool call(s) of the last answer did not run", maxTurns, len(msg.ToolCalls))), nil
 		}
 		if stop, err := r.checkBudget(); stop || err != nil {
-			return r.res, err
+			return r.res, r.failed(err)
 		}
 		added, err = r.runTools(msg.ToolCalls)
 		if err != nil {
-			return r.res, err
+			return r.res, r.failed(err)
 		}
 	}
+}
+
+// spent is what a run had used when it failed: its error carries it
+// (durable.WithDetails) so that a parent agent counts it in its own
+// totals, and Runtime.Run returns it in the Result beside the error.
+type spent struct {
+	Turns int       `json:"turns"`
+	Usage llm.Usage `json:"usage"`
+	Cost  llm.USD   `json:"cost"`
+}
+
+// failed returns err carrying what the run had spent, or nil for nil.
+func (r *run) failed(err error) error {
+	if err == nil {
+		return nil
+	}
+	d, merr := json.Marshal(spent{Turns: r.turn, Usage: r.res.Usage, Cost: r.res.Cost})
+	if merr != nil {
+		return err
+	}
+	return durable.WithDetails(err, d)
+}
+
+// spentOf returns what the failed run whose error err is had spent, when
+// its error carries it.
+func spentOf(err error) (spent, bool) {
+	ae, ok := errors.AsType[*durable.ApplicationError](childCause(err))
+	if !ok || len(ae.Details) == 0 {
+		return spent{}, false
+	}
+	var sp spent
+	if json.Unmarshal(ae.Details, &sp) != nil {
+		return spent{}, false
+	}
+	return sp, true
 }
 
 // stop ends the run early with status and reason.

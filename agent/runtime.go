@@ -348,13 +348,21 @@ func (rt *Runtime) Start(ctx context.Context, a *Agent, in Input, opts *durable.
 	return r.wf.Start(ctx, rt.e, in, &o)
 }
 
-// Run starts a run of a registered agent and waits for its Result.
+// Run starts a run of a registered agent and waits for its Result. When
+// the run fails, the Result beside the error holds what it had spent
+// (Turns, Usage, Cost) as far as its error carries it.
 func (rt *Runtime) Run(ctx context.Context, a *Agent, in Input, opts *durable.StartOptions) (Result, error) {
 	h, err := rt.Start(ctx, a, in, opts)
 	if err != nil {
 		return Result{}, err
 	}
-	return h.Result(ctx)
+	res, err := h.Result(ctx)
+	if err != nil {
+		if sp, ok := spentOf(err); ok {
+			res = Result{Agent: nameOf(a), Status: StatusFailed, Error: err.Error(), Turns: sp.Turns, Usage: sp.Usage, Cost: sp.Cost}
+		}
+	}
+	return res, err
 }
 
 // Workflow returns the durable workflow of a registered agent, to start

@@ -42,7 +42,8 @@ func handoffDescription(h *Agent) string {
 // subAgentCall is a sub-agent run started by a tool call.
 type subAgentCall struct {
 	get func() (tools.Result, error)
-	// run is the child's result, once it completed.
+	// run is the child's result, once it completed, or what it had spent
+	// when it failed.
 	run *Result
 	// record describes the child run for Result.SubAgents, once known.
 	record *SubAgentRun
@@ -86,7 +87,12 @@ func (r *run) startSubAgent(sub *Agent, schema *tools.Tool, call tools.Call, ind
 				return out, err
 			}
 			msg := fmt.Sprintf("agent %s failed: %v", sub.Name, childCause(err))
-			s.record = &SubAgentRun{Agent: sub.Name, WorkflowID: id, Error: msg}
+			s.record = &SubAgentRun{Agent: sub.Name, WorkflowID: id, Status: StatusFailed, Error: msg}
+			if sp, ok := spentOf(err); ok {
+				// What it spent before failing counts in this run's totals.
+				s.record.Turns, s.record.Usage, s.record.Cost = sp.Turns, sp.Usage, sp.Cost
+				s.run = &Result{Turns: sp.Turns, Usage: sp.Usage, Cost: sp.Cost}
+			}
 			out.IsError, out.ErrorKind, out.Error = true, tools.ErrorFailed, msg
 			return out, nil
 		}
