@@ -132,7 +132,7 @@
 //
 // # Agent tools
 //
-// ChargeTool and RefundTool wrap Charge and Refund as tools (package
+// Package billing/billingtools wraps Charge and Refund as tools (package
 // tools) an agent's model can call; each call's ledger key is the call's
 // idempotency key, so a call is billed at most once however often it is
 // retried or resumed.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/keelhq/keel/appdb"
 	"github.com/keelhq/keel/billing"
+	"github.com/keelhq/keel/billing/billingtools"
 	"github.com/keelhq/keel/billing/stripefake"
 	"github.com/keelhq/keel/durable"
 	"github.com/keelhq/keel/durable/store/sqlitestore"
@@ -268,8 +269,8 @@ func TestChargeTool(t *testing.T) {
 	fake.AddCustomer("cus_ada", "pm_card_visa")
 	fake.AddCustomer("cus_broke", "pm_card_chargeDeclined")
 	svc := newService(t, db, fake, &clock{})
-	charge := billing.ChargeTool(svc, &tools.Options{Activity: fastRetry})
-	refund := billing.RefundTool(svc, &tools.Options{Activity: fastRetry})
+	charge := billingtools.ChargeTool(svc, &tools.Options{Activity: fastRetry})
+	refund := billingtools.RefundTool(svc, &tools.Options{Activity: fastRetry})
 	require.Contains(t, string(charge.Schema()), `"amount_cents"`)
 
 	fake.Inject("POST", "/v1/payment_intents", stripefake.Fault{Drop: true})

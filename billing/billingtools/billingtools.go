@@ -1,8 +1,9 @@
-package billing
+package billingtools
 
 import (
 	"context"
 
+	"github.com/keelhq/keel/billing"
 	"github.com/keelhq/keel/tools"
 )
 
@@ -33,18 +34,18 @@ type RefundInput struct {
 // reads the ledger Entry, or the error (a declined card is final and not
 // retried). opts may be nil; moving money usually deserves
 // Options.RequiresApproval.
-func ChargeTool(s *Service, opts *tools.Options) *tools.Tool {
+func ChargeTool(s *billing.Service, opts *tools.Options) *tools.Tool {
 	return tools.MustNew(ChargeToolName, "Charge a customer's saved payment method once, e.g. a fee for a resolved ticket.",
-		func(ctx context.Context, in ChargeInput) (*Entry, error) {
-			return s.Charge(ctx, ChargeParams{Customer: in.Customer, Amount: in.AmountCents, Currency: in.Currency, Description: in.Description})
+		func(ctx context.Context, in ChargeInput) (*billing.Entry, error) {
+			return s.Charge(ctx, billing.ChargeParams{Customer: in.Customer, Amount: in.AmountCents, Currency: in.Currency, Description: in.Description})
 		}, opts)
 }
 
 // RefundTool returns an agent tool that refunds a charge through s, at most
 // once per call, as ChargeTool charges. opts may be nil.
-func RefundTool(s *Service, opts *tools.Options) *tools.Tool {
+func RefundTool(s *billing.Service, opts *tools.Options) *tools.Tool {
 	return tools.MustNew(RefundToolName, "Refund a charge, in full or in part.",
-		func(ctx context.Context, in RefundInput) (*Entry, error) {
-			return s.Refund(ctx, RefundParams{PaymentIntent: in.PaymentIntent, Amount: in.AmountCents, Reason: in.Reason})
+		func(ctx context.Context, in RefundInput) (*billing.Entry, error) {
+			return s.Refund(ctx, billing.RefundParams{PaymentIntent: in.PaymentIntent, Amount: in.AmountCents, Reason: in.Reason})
 		}, opts)
 }
