@@ -140,14 +140,21 @@ func (s *Store) runTx(ops []*writeOp) []error {
 }
 
 // runTxOptimistic runs ops in one transaction without savepoints. ok is
-// false, with nothing written, when an operation failed or the
-// transaction could not begin; the caller then runs the batch under
-// savepoints.
+// false, with nothing written, when an operation failed; the caller then
+// runs the batch under savepoints. A transaction that cannot begin or
+// commit fails every operation, as under savepoints.
 func (s *Store) runTxOptimistic(ops []*writeOp) (errs []error, ok bool) {
+	errs = make([]error, len(ops))
+	failAll := func(err error) []error {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
 	ctx := context.Background()
 	sqlTx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, false
+		return failAll(fmt.Errorf("begin: %w", err)), true
 	}
 	t := &tx{ctx: ctx, tx: sqlTx, adhoc: s.adhoc}
 	for _, op := range ops {
@@ -156,11 +163,8 @@ func (s *Store) runTxOptimistic(ops []*writeOp) (errs []error, ok bool) {
 			return nil, false
 		}
 	}
-	errs = make([]error, len(ops))
 	if err := sqlTx.Commit(); err != nil {
-		for i := range errs {
-			errs[i] = fmt.Errorf("commit: %w", err)
-		}
+		return failAll(fmt.Errorf("commit: %w", err)), true
 	}
 	return errs, true
 }

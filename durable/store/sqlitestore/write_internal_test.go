@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -82,4 +83,29 @@ func TestBatchIsolatesFailingOperation(t *testing.T) {
 	errs = s.runTx([]*writeOp{op("f1", false), op("f2", false)})
 	require.Equal(t, []error{nil, nil}, errs)
 	require.Equal(t, 1, runs["f1"])
+}
+
+// A batch whose transaction cannot begin fails every operation at once,
+// without running them or retrying under savepoints.
+func TestBatchBeginFails(t *testing.T) {
+	db, err := sql.Open("sqlite", DSN(filepath.Join(t.TempDir(), "keel.db")))
+	require.NoError(t, err)
+	s, err := New(db, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, db.Close())
+
+	ran := 0
+	op := func() *writeOp {
+		o := &writeOp{done: make(chan error, 1), fn: func(*tx) error { ran++; return nil }}
+		o.state.Store(opTaken)
+		return o
+	}
+	errs := s.runTx([]*writeOp{op(), op()})
+	require.Len(t, errs, 2)
+	for _, err := range errs {
+		require.ErrorContains(t, err, "begin")
+	}
+	require.Zero(t, ran)
+	require.Zero(t, s.guarded)
 }
