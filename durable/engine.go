@@ -335,7 +335,13 @@ func (e *Engine) startWorkflow(ctx context.Context, name string, input json.RawM
 	now := e.clock.Now()
 	runID := uuid.NewString()
 	// Eager dispatch: lease the first workflow task to a local worker.
-	w := e.localWorker(o.TaskQueue)
+	// A start with inbox items leaves its first task to a claim, which
+	// reads the inbox: it runs it neither here nor from an eager lease,
+	// which start from the start event alone.
+	var w *Worker
+	if len(inbox) == 0 {
+		w = e.localWorker(o.TaskQueue)
+	}
 	if w != nil && !w.tryAcquire(w.wfSem) {
 		w = nil
 	}
@@ -357,15 +363,6 @@ func (e *Engine) startWorkflow(ctx context.Context, name string, input json.RawM
 		SearchAttributes: search,
 		Memo:             memo,
 		Inbox:            inbox,
-	}
-	if len(inbox) > 0 {
-		// The first task must see the inbox: run it from a claim, which
-		// reads the inbox, rather than here or from an eager lease, which
-		// start from the start event alone.
-		if w != nil {
-			<-w.wfSem
-		}
-		w = nil
 	}
 	var (
 		res   store.CreateRunResult

@@ -347,6 +347,32 @@ type ActivityTask struct {
 	CancelRequested bool
 }
 
+// ActivityLease is the length of the lease a claim puts on an activity task
+// with these timeouts: the shorter of the two, ignoring a zero one; zero
+// (no expiry) when both are zero. A store that leases a task without its
+// claim statement (an eager lease) computes the expiry with it, so that it
+// is the one ClaimActivityTasks would set.
+func ActivityLease(startToClose, heartbeat time.Duration) time.Duration {
+	switch {
+	case startToClose == 0:
+		return heartbeat
+	case heartbeat == 0:
+		return startToClose
+	}
+	return min(startToClose, heartbeat)
+}
+
+// ActivityClaimable reports whether ClaimActivityTasks would claim at now
+// an unleased activity task ready at ready with these schedule deadlines
+// (zero for none): it is ready and past neither deadline. Times compare as
+// stored, in whole nanoseconds.
+func ActivityClaimable(ready, scheduleToStart, scheduleToClose, now time.Time) bool {
+	n := now.UnixNano()
+	return ready.UnixNano() <= n &&
+		(scheduleToStart.IsZero() || scheduleToStart.UnixNano() > n) &&
+		(scheduleToClose.IsZero() || scheduleToClose.UnixNano() > n)
+}
+
 // Timer fires at FireAt by writing Item to the run's inbox.
 type Timer struct {
 	RunID  string

@@ -489,30 +489,22 @@ func leaseOnly(p *store.CompleteWorkflowTaskParams, now time.Time) (*store.Activ
 	if p.EagerActivities[0] != a.Seq || slices.Contains(p.CancelActivities, a.Seq) {
 		return nil, false
 	}
-	r, n := activityRow(a, now), nanos(now)
-	if r.ready > n || (r.s2sDeadline != nil && *r.s2sDeadline <= n) || (r.s2cDeadline != nil && *r.s2cDeadline <= n) {
+	ready := fromNanos(activityRow(a, now).ready)
+	if !store.ActivityClaimable(ready, a.ScheduleToStartDeadline, a.ScheduleToCloseDeadline, now) {
 		return nil, false
 	}
 	return a, true
 }
 
 // activityLease is the lease expiry claimActivityTasksSQL sets on task a
-// started at now (activityLeaseSQL): the earlier of the start-to-close and
-// heartbeat timeouts, none (NULL) when neither is set.
+// started at now (activityLeaseSQL, store.ActivityLease): none (NULL) when
+// neither timeout is set.
 func activityLease(now int64, a *store.ActivityTask) *int64 {
-	stc, hb := int64(a.StartToClose), int64(a.HeartbeatTimeout)
-	var d int64
-	switch {
-	case stc == 0 && hb == 0:
+	d := store.ActivityLease(a.StartToClose, a.HeartbeatTimeout)
+	if d == 0 {
 		return nil
-	case stc == 0:
-		d = hb
-	case hb == 0:
-		d = stc
-	default:
-		d = min(stc, hb)
 	}
-	at := now + d
+	at := now + int64(d)
 	return &at
 }
 

@@ -423,7 +423,7 @@ func (s *Store) insertActivity(t *tx, runID, workflowID, taskQueue string, a *st
 	if !a.ScheduleToStartDeadline.IsZero() {
 		scheduleToStart = max(0, nanos(a.ScheduleToStartDeadline)-nanos(scheduled))
 	}
-	if eagerOwner != nil && claimableAt(ready, a.ScheduleToStartDeadline, a.ScheduleToCloseDeadline, now) {
+	if eagerOwner != nil && store.ActivityClaimable(ready, a.ScheduleToStartDeadline, a.ScheduleToCloseDeadline, now) {
 		// The task as scanActivityTask would read it back.
 		task := &store.ActivityTask{
 			RunID:                   runID,
@@ -445,7 +445,7 @@ func (s *Store) insertActivity(t *tx, runID, workflowID, taskQueue string, a *st
 			Owner:                   *eagerOwner,
 			StartedAt:               fromNanos(nanos(now)),
 		}
-		lease := leaseExpiry(nanos(now), int64(a.StartToClose), int64(a.HeartbeatTimeout))
+		lease := leaseExpiry(nanos(now), a.StartToClose, a.HeartbeatTimeout)
 		task.LeaseExpiresAt = fromNullNanos(lease)
 		var leaseArg any
 		if lease.Valid {
@@ -469,28 +469,13 @@ func (s *Store) insertActivity(t *tx, runID, workflowID, taskQueue string, a *st
 }
 
 // leaseExpiry is the lease expiry claimActivities sets for a task started
-// at now: the earlier of now+startToClose and now+heartbeat, ignoring a
-// zero timeout; none (NULL) when both are zero.
-func leaseExpiry(now, startToClose, heartbeat int64) sql.NullInt64 {
-	switch {
-	case startToClose == 0 && heartbeat == 0:
+// at now (store.ActivityLease): none (NULL) when both timeouts are zero.
+func leaseExpiry(now int64, startToClose, heartbeat time.Duration) sql.NullInt64 {
+	d := store.ActivityLease(startToClose, heartbeat)
+	if d == 0 {
 		return sql.NullInt64{}
-	case startToClose == 0:
-		return sql.NullInt64{Int64: now + heartbeat, Valid: true}
-	case heartbeat == 0:
-		return sql.NullInt64{Int64: now + startToClose, Valid: true}
 	}
-	return sql.NullInt64{Int64: now + min(startToClose, heartbeat), Valid: true}
-}
-
-// claimableAt reports whether claimActivities would claim, at now, an
-// unleased activity task ready at ready with these deadlines (zero for
-// none): ready_at <= now AND (deadline_at IS NULL OR deadline_at > now).
-func claimableAt(ready, scheduleToStart, scheduleToClose, now time.Time) bool {
-	n := nanos(now)
-	return nanos(ready) <= n &&
-		(scheduleToStart.IsZero() || nanos(scheduleToStart) > n) &&
-		(scheduleToClose.IsZero() || nanos(scheduleToClose) > n)
+	return sql.NullInt64{Int64: now + int64(d), Valid: true}
 }
 
 // FailWorkflowTask releases a leased workflow task without committing it:
