@@ -16,3 +16,6 @@ func SetSignal(s *Service, f func(ctx context.Context, workflowID, name string, 
 // SetAfterInsert makes the record activity call f after its insert. Call
 // it before the engine starts.
 func SetAfterInsert(s *Service, f func(attempt int) error) { s.afterInsert = f }
+
+// DecodeArgs is how Match reads JSON arguments for CEL.
+var DecodeArgs = decodeArgs
