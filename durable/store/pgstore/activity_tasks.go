@@ -71,7 +71,8 @@ func scanActivityTasks(rows pgx.Rows) ([]store.ActivityTask, error) {
 // that are ready at $2 and not past a deadline, oldest first, skipping rows
 // another transaction holds. The lease runs to the earlier of the
 // start-to-close and heartbeat timeouts, and has no expiry when neither is
-// set.
+// set. The update finds the picked rows through the array of their run
+// IDs, as claimWorkflowTasksSQL does.
 var claimActivityTasksSQL = `
 WITH picked AS (
 	SELECT run_id, seq FROM keel_activity_tasks
@@ -84,7 +85,7 @@ UPDATE keel_activity_tasks a
 SET token = gen_random_uuid()::text, owner = $4, started_at = $2, wake_at = NULL,
 	lease_expires_at = $2 + ` + activityLeaseSQL + `
 FROM picked
-WHERE a.run_id = picked.run_id AND a.seq = picked.seq
+WHERE a.run_id = ANY(ARRAY(SELECT run_id FROM picked)) AND a.run_id = picked.run_id AND a.seq = picked.seq
 RETURNING ` + qualify("a", activityColumns)
 
 // ClaimActivityTasks leases up to p.Limit unleased activity tasks on

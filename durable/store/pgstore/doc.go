@@ -61,6 +61,22 @@
 // Times are stored as bigint Unix nanoseconds and read back in UTC, so
 // every time.Time survives a round trip exactly.
 //
+// # Plans
+//
+// pgx prepares every statement, and PostgreSQL settles on a generic plan
+// for a prepared statement after a few executions, made with statistics
+// that may be far out of date for queue tables, which grow and shrink by
+// many thousands of rows between analyses. A statement that picks a batch
+// of rows (due timers, claimable tasks) and then changes them therefore
+// reaches the rows it picked through the array of their keys (col =
+// ANY(ARRAY(SELECT ...))), which the primary key answers whatever the
+// statistics say, rather than through a join that the planner may make by
+// hashing the whole table; and it looks runs up by ID alone, checking their
+// status afterwards, so that an index on the status cannot be chosen to
+// read every running run. TestQueuePlansReadTheBatchNotTheTable checks the
+// generic plans of these statements against tables that grew after they
+// were analysed.
+//
 // # Notifications
 //
 // Store.Notifications delivers the task queues whose tasks may have become

@@ -16,17 +16,38 @@ import (
 // that another transaction holds are skipped (a run being committed or
 // closed right now); they fire on the next call. It returns the task queue
 // of each fired timer's run, in firing order.
+//
+// Its plan must not depend on how many timers and runs there are, nor on
+// statistics that are out of date (a table that grew by 100,000 rows since
+// it was last analysed): the candidates are read from the head of
+// keel_timers_due in its order and their runs looked up by primary key from
+// the array of their IDs (their status is checked after the look-up: a
+// condition on it would let the planner read every running run through
+// keel_runs_status when its statistics say there are few), and the other
+// statements join with the few rows picked through the same kind of array. (A join of the picked rows with
+// their table, which the planner may hash, read all of keel_timers and all
+// running runs at every call.) A candidate whose run is locked, or not
+// running, is left for a later call with every other timer of its run. The
+// run's lock excludes concurrent calls too, so that two processes never
+// fire one run's timers out of order (one skipping the timer the other
+// holds and firing the next).
 var fireTimersSQL = `
-WITH due AS (
-	SELECT t.run_id, t.seq, t.fire_at, t.item_type, t.item_data, r.task_queue
-	FROM keel_timers t JOIN keel_runs r ON r.run_id = t.run_id
-	WHERE t.fire_at <= $1 AND r.status = 'running'
-	ORDER BY t.fire_at, t.run_id, t.seq
+WITH candidate AS (
+	SELECT run_id, seq, fire_at, item_type, item_data FROM keel_timers
+	WHERE fire_at <= $1
+	ORDER BY fire_at, run_id, seq
 	LIMIT $2
-	FOR UPDATE OF t SKIP LOCKED
-	FOR SHARE OF r SKIP LOCKED
+	FOR UPDATE SKIP LOCKED
+), run AS (
+	SELECT run_id, task_queue, status FROM keel_runs
+	WHERE run_id = ANY(ARRAY(SELECT run_id FROM candidate))
+	FOR NO KEY UPDATE SKIP LOCKED
+), due AS (
+	SELECT c.run_id, c.seq, c.fire_at, c.item_type, c.item_data, run.task_queue
+	FROM candidate c JOIN run ON run.run_id = c.run_id AND run.status = 'running'
 ), fired AS (
-	DELETE FROM keel_timers t USING due WHERE t.run_id = due.run_id AND t.seq = due.seq
+	DELETE FROM keel_timers t USING due
+	WHERE t.run_id = ANY(ARRAY(SELECT run_id FROM due)) AND t.run_id = due.run_id AND t.seq = due.seq
 ), task AS (
 	INSERT INTO keel_workflow_tasks AS w (run_id, task_queue, ready_at)
 	SELECT DISTINCT run_id, task_queue, $1::bigint FROM due
@@ -46,12 +67,14 @@ SELECT task_queue, (SELECT count(*) FROM notified) FROM due ORDER BY fire_at, ru
 
 // wakeWorkflowTasksSQL clears up to $2 workflow task wake-ups due at $1 (a
 // lease expiry or the end of a retry backoff: the task is claimable again)
-// and notifies their queues. It returns the task queue of each.
+// and notifies their queues. It returns the task queue of each. Like
+// fireTimersSQL, it finds the picked rows through the array of their IDs.
 const wakeWorkflowTasksSQL = `
 WITH due AS (
 	SELECT run_id FROM keel_workflow_tasks WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED
 ), woken AS (
-	UPDATE keel_workflow_tasks w SET wake_at = NULL FROM due WHERE w.run_id = due.run_id
+	UPDATE keel_workflow_tasks w SET wake_at = NULL FROM due
+	WHERE w.run_id = ANY(ARRAY(SELECT run_id FROM due)) AND w.run_id = due.run_id
 	RETURNING w.task_queue
 ), notified AS (
 	SELECT pg_notify($3, 'w/' || q) FROM (SELECT DISTINCT task_queue AS q FROM woken) queues
@@ -65,7 +88,8 @@ WITH due AS (
 	SELECT run_id, seq FROM keel_activity_tasks WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2
 	FOR UPDATE SKIP LOCKED
 ), woken AS (
-	UPDATE keel_activity_tasks a SET wake_at = NULL FROM due WHERE a.run_id = due.run_id AND a.seq = due.seq
+	UPDATE keel_activity_tasks a SET wake_at = NULL FROM due
+	WHERE a.run_id = ANY(ARRAY(SELECT run_id FROM due)) AND a.run_id = due.run_id AND a.seq = due.seq
 	RETURNING a.task_queue
 ), notified AS (
 	SELECT pg_notify($3, 'a/' || q) FROM (SELECT DISTINCT task_queue AS q FROM woken) queues

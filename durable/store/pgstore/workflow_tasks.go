@@ -17,7 +17,9 @@ import (
 // claimable at $2, oldest first, skipping rows another transaction holds.
 // Tokens come from $4, in the tasks' order. While leased, ready_at and
 // wake_at hold the lease expiry ($6): a task whose lease expired is
-// claimable again, and NextWakeup reports the expiry.
+// claimable again, and NextWakeup reports the expiry. The update finds the
+// picked rows through the array of their IDs, so that its plan reads only
+// them however many tasks are queued (see fireTimersSQL).
 const claimWorkflowTasksSQL = `
 WITH picked AS (
 	SELECT run_id, ready_at FROM keel_workflow_tasks
@@ -32,7 +34,7 @@ UPDATE keel_workflow_tasks w
 SET token = ($4::text[])[numbered.n], owner = $5, ready_at = $6, wake_at = $6, lease_expires_at = $6,
 	attempt = w.attempt + 1
 FROM numbered
-WHERE w.run_id = numbered.run_id`
+WHERE w.run_id = ANY(ARRAY(SELECT run_id FROM picked)) AND w.run_id = numbered.run_id`
 
 // leasedWorkflowTaskSQL reads leased workflow tasks w (run_id, token,
 // attempt; {tasks} is their source) with their runs and inboxes, as
