@@ -92,4 +92,16 @@
 //
 // Closed runs are kept until DeleteClosedRuns removes those closed before a
 // given time, with all their rows, in batches.
+//
+// # Maintenance
+//
+// The queue tables (keel_workflow_tasks, keel_activity_tasks, keel_timers,
+// keel_inbox) delete almost every row soon after writing it. Like any
+// queue in PostgreSQL they rely on autovacuum, which is on by default, to
+// remove the dead rows and keep the planner's statistics current. With
+// autovacuum off (New logs a warning), claims, timer scans and NextWakeup
+// walk over every dead row at the head of their indexes, and the planner
+// may take a table of 100,000 dead rows for an empty one and scan it:
+// run VACUUM ANALYZE on these tables every minute or so. BENCHMARKS.md
+// measures the difference.
 package pgstore

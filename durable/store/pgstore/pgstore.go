@@ -88,7 +88,8 @@ var _ store.Store = (*Store)(nil)
 // run under a session advisory lock of that schema, and the others wait for
 // it (at most Config.MigrationLockTimeout) and then find nothing to do. New
 // fails with store.ErrSchemaTooNew if a newer version of Keel migrated the
-// schema.
+// schema. It logs a warning when the server's autovacuum is off (see
+// "Maintenance" in the package documentation).
 func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 	if pool == nil {
 		return nil, errors.New("pgstore: nil *pgxpool.Pool")
@@ -97,8 +98,11 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("pgstore: config: %w", err)
 	}
-	var schema *string
-	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+	var (
+		schema     *string
+		autovacuum string
+	)
+	if err := pool.QueryRow(ctx, "SELECT current_schema(), current_setting('autovacuum')").Scan(&schema, &autovacuum); err != nil {
 		return nil, fmt.Errorf("pgstore: read current schema: %w", err)
 	}
 	if schema == nil {
@@ -116,6 +120,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		listened: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if autovacuum != "on" {
+		s.logger.Warn("pgstore: autovacuum is off: the task and timer tables keep their dead rows until a VACUUM, and claims and timers slow down as they accumulate; vacuum them regularly (see the package documentation)",
+			"schema", *schema)
+	}
 	return s, nil
 }
 

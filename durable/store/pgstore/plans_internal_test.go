@@ -52,7 +52,7 @@ SELECT 'r' || i, 1, 'w' || i, 'a', 'q', 1, 0, i, i, 0, 0, 0 FROM generate_series
 	for _, tc := range []struct {
 		name, sql, args string
 	}{
-		{"fire timers", fireTimersSQL, "100, 256, 'keel'"},
+		{"fire timers", fireTimersQuery(256), "100, 'keel'"},
 		{"wake workflow tasks", wakeWorkflowTasksSQL, "100, 256, 'keel'"},
 		{"wake activity tasks", wakeActivityTasksSQL, "100, 256, 'keel'"},
 		{"claim workflow tasks", claimWorkflowTasksSQL, "'q', 100, 10, " + tokens + ", 'me', 1000"},

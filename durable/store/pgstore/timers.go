@@ -3,6 +3,8 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -10,7 +12,7 @@ import (
 	"github.com/keelhq/keel/durable/store"
 )
 
-// fireTimersSQL fires up to $2 timers due at $1, earliest first: each one's
+// fireTimersSQL fires up to {limit} timers due at $1, earliest first: each one's
 // item goes to its run's inbox (through the same upsert of the workflow
 // task as every inbox write) and the timer is deleted. Timers and run rows
 // that another transaction holds are skipped (a run being committed or
@@ -31,12 +33,17 @@ import (
 // run's lock excludes concurrent calls too, so that two processes never
 // fire one run's timers out of order (one skipping the timer the other
 // holds and firing the next).
+//
+// The batch size is written into the statement ({limit}, see
+// fireTimersQuery) rather than passed: with LIMIT $n, PostgreSQL cannot
+// bound the generic plan's cost, keeps planning the statement anew at
+// every call, and spent more time planning it than running it.
 var fireTimersSQL = `
 WITH candidate AS (
 	SELECT run_id, seq, fire_at, item_type, item_data FROM keel_timers
 	WHERE fire_at <= $1
 	ORDER BY fire_at, run_id, seq
-	LIMIT $2
+	LIMIT {limit}
 	FOR UPDATE SKIP LOCKED
 ), run AS (
 	SELECT run_id, task_queue, status FROM keel_runs
@@ -61,9 +68,14 @@ WITH candidate AS (
 	SELECT due.run_id, due.item_type, $1, due.item_data FROM due JOIN task ON task.run_id = due.run_id
 	ORDER BY due.fire_at, due.run_id, due.seq
 ), notified AS (
-	SELECT pg_notify($3, 'w/' || q) FROM (SELECT DISTINCT task_queue AS q FROM task WHERE ready_at <= $1) queues
+	SELECT pg_notify($2, 'w/' || q) FROM (SELECT DISTINCT task_queue AS q FROM task WHERE ready_at <= $1) queues
 )
 SELECT task_queue, (SELECT count(*) FROM notified) FROM due ORDER BY fire_at, run_id, seq`
+
+// fireTimersQuery returns fireTimersSQL for batches of limit timers.
+func fireTimersQuery(limit int) string {
+	return strings.Replace(fireTimersSQL, "{limit}", strconv.Itoa(limit), 1)
+}
 
 // wakeWorkflowTasksSQL clears up to $2 workflow task wake-ups due at $1 (a
 // lease expiry or the end of a retry backoff: the task is claimable again)
@@ -125,7 +137,7 @@ func (s *Store) FireTimers(ctx context.Context, now time.Time, limit int) ([]str
 		return rows.Err()
 	}
 	b := &pgx.Batch{}
-	b.Queue(fireTimersSQL, tnow, limit, s.channel).Query(scan)
+	b.Queue(fireTimersQuery(limit), tnow, s.channel).Query(scan)
 	b.Queue(wakeWorkflowTasksSQL, tnow, limit, s.channel).Query(scan)
 	b.Queue(wakeActivityTasksSQL, tnow, limit, s.channel)
 	if err := s.send(ctx, b); err != nil {
