@@ -59,7 +59,9 @@ type Report struct {
 	// Store is StoreSQLite or StorePostgres.
 	Store string `json:"store"`
 	// Durability is what the database says its durability settings are.
-	Durability string    `json:"durability"`
+	Durability string `json:"durability"`
+	// Autovacuum is PostgreSQL's autovacuum setting (empty on SQLite).
+	Autovacuum string    `json:"autovacuum,omitempty"`
 	Machine    Machine   `json:"machine"`
 	Started    time.Time `json:"started"`
 	Results    []Result  `json:"results"`
@@ -128,7 +130,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer env.Close()
-	rep := &Report{Store: env.Kind, Durability: env.Durability, Machine: machine(), Started: time.Now().UTC()}
+	rep := &Report{Store: env.Kind, Durability: env.Durability, Autovacuum: env.Autovacuum, Machine: machine(), Started: time.Now().UTC()}
 	batch := fmt.Sprint(time.Now().UnixNano())
 	done := func(r Result) {
 		rep.Results = append(rep.Results, r)
@@ -262,7 +264,11 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteTable writes the report as an aligned text table, with a line of
 // context above it and the workloads' descriptions below.
 func (r *Report) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "keel bench: %s (%s), %d cores, %s, %s\n\n", r.Store, r.Durability, r.Machine.Cores, r.Machine.CPU, r.Machine.GoVersion)
+	settings := r.Durability
+	if r.Autovacuum != "" {
+		settings += " autovacuum=" + r.Autovacuum
+	}
+	fmt.Fprintf(w, "keel bench: %s (%s), %d cores, %s, %s\n\n", r.Store, settings, r.Machine.Cores, r.Machine.CPU, r.Machine.GoVersion)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tn\tp50 ms\tp95 ms\tp99 ms\twf/s\tact/s\ttx/wf\tcommits/wf\trt/wf\tstmt/wf\tcpu ms/wf\tdb cpu ms/wf\tp50/F\t")
 	for _, res := range r.Results {

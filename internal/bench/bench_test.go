@@ -105,8 +105,10 @@ func requirePlausible(t *testing.T, rep *bench.Report, kind string) {
 		require.Equal(t, w1.TxPerWorkflow, w1.CommitsPerWorkflow)
 		require.LessOrEqual(t, w2.CommitsPerWorkflow, w2.TxPerWorkflow)
 		require.Contains(t, rep.Durability, "synchronous=FULL")
+		require.Empty(t, rep.Autovacuum)
 	} else {
 		require.Contains(t, rep.Durability, "fsync=on")
+		require.Contains(t, []string{"on", "off"}, rep.Autovacuum)
 	}
 }
 

@@ -51,6 +51,10 @@ type Env struct {
 	// Durability describes the durability settings in force, as read from
 	// the database.
 	Durability string
+	// Autovacuum is PostgreSQL's autovacuum setting ("on" or "off"; empty
+	// on SQLite). Without it the queue tables keep every dead row until a
+	// VACUUM, and claims and timer scans slow down as they accumulate.
+	Autovacuum string
 
 	// observer reads runs without being counted, for workloads that wait
 	// for a run to reach a point before they measure.
@@ -192,7 +196,7 @@ func OpenPostgres(ctx context.Context, cfg *pgxpool.Config, opts *EnvOptions) (*
 	env := &Env{Counter: c, Kind: StorePostgres}
 	env.closers = append(env.closers, pool.Close)
 	var fsync, syncCommit string
-	if err := pool.QueryRow(ctx, `SELECT current_setting('fsync'), current_setting('synchronous_commit')`).Scan(&fsync, &syncCommit); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('autovacuum')`).Scan(&fsync, &syncCommit, &env.Autovacuum); err != nil {
 		env.Close()
 		return nil, fmt.Errorf("bench: read settings: %w", err)
 	}
