@@ -12,27 +12,29 @@ import (
 	"github.com/keelhq/keel/durable/store"
 )
 
-// fireTimersSQL fires up to {limit} timers due at $1, earliest first: each one's
-// item goes to its run's inbox (through the same upsert of the workflow
-// task as every inbox write) and the timer is deleted. Timers and run rows
-// that another transaction holds are skipped (a run being committed or
-// closed right now); they fire on the next call. It returns the task queue
-// of each fired timer's run, in firing order.
+// fireTimersSQL fires up to {limit} timers due at $1, earliest first: each
+// one's item goes to its run's inbox (through the same upsert of the
+// workflow task as every inbox write) and the timer is deleted. Timers and
+// run rows that another transaction holds are skipped (a run being
+// committed or closed right now); they fire on the next call. It returns
+// the task queue of each fired timer's run, in firing order.
 //
 // Its plan must not depend on how many timers and runs there are, nor on
 // statistics that are out of date (a table that grew by 100,000 rows since
-// it was last analysed): the candidates are read from the head of
-// keel_timers_due in its order and their runs looked up by primary key from
-// the array of their IDs (their status is checked after the look-up: a
-// condition on it would let the planner read every running run through
-// keel_runs_status when its statistics say there are few), and the other
-// statements join with the few rows picked through the same kind of array. (A join of the picked rows with
-// their table, which the planner may hash, read all of keel_timers and all
-// running runs at every call.) A candidate whose run is locked, or not
-// running, is left for a later call with every other timer of its run. The
-// run's lock excludes concurrent calls too, so that two processes never
-// fire one run's timers out of order (one skipping the timer the other
-// holds and firing the next).
+// it was last analysed). The candidates are read from the head of
+// keel_timers_due, in its order. Their runs are looked up by primary key
+// from the array of their IDs, and their status checked after the look-up:
+// a condition on it would let the planner read every running run through
+// keel_runs_status when its statistics say there are few. The other
+// statements reach the rows picked through the same kind of array. (Joined
+// with the picked rows, which the planner may do by hashing the whole
+// table, the delete read all of keel_timers at every call.)
+//
+// A candidate whose run is locked is left for a later call with every
+// other timer of that run; a run that is not running has no timers, since
+// closing a run deletes them. The run's lock excludes concurrent calls too,
+// so that two processes never fire one run's timers out of order (one
+// skipping the timer the other holds and firing the next).
 //
 // The batch size is written into the statement ({limit}, see
 // fireTimersQuery) rather than passed: with LIMIT $n, PostgreSQL cannot
