@@ -1147,7 +1147,13 @@ func (e *Engine) fireDue(ctx context.Context, due bool) {
 		}
 	}
 	// Delayed tasks (retries, expired leases) may have become claimable.
-	if woke {
+	// A store that notifies has already sent a notification for each one
+	// it made claimable, from the statement that did (FireTimers
+	// acknowledges the wake-ups; a timed-out activity's retry or failure
+	// is a write like any other), and the notifications wake exactly the
+	// pollers concerned; waking every poller as well would only add claims
+	// that find nothing (one per activity poller at every timer).
+	if _, notifies := e.raw.(notifier); woke && !notifies {
 		e.notifyAll()
 	}
 }
