@@ -1,9 +1,11 @@
 package pgstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -923,4 +925,24 @@ func TestNotifications(t *testing.T) {
 		_, ok := <-st.Notifications(t.Context())
 		require.False(t, ok, "closed store")
 	})
+}
+
+// TestNewWarnsWhenAutovacuumIsOff checks that New logs a warning exactly
+// when the server's autovacuum is off (the setting is the server's, so the
+// test checks whichever case the server is in).
+func TestNewWarnsWhenAutovacuumIsOff(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Postgres(t)
+	var autovacuum string
+	require.NoError(t, pool.QueryRow(t.Context(), "SELECT current_setting('autovacuum')").Scan(&autovacuum))
+
+	var log bytes.Buffer
+	s, err := pgstore.New(t.Context(), pool, &pgstore.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	if autovacuum == "off" {
+		require.Contains(t, log.String(), "level=WARN msg=\"pgstore: autovacuum is off")
+	} else {
+		require.NotContains(t, log.String(), "autovacuum")
+	}
 }
