@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/keelhq/keel/durable/store"
 )
 
@@ -158,7 +156,7 @@ func (w *Workflow[In, Out]) StartChild(ctx Context, in In, opts *ChildOptions) *
 	}
 	d := rs.mustCommand(EventChildWorkflowInitiated, &eventData{
 		Name: w.name, WorkflowID: o.ID, TaskQueue: o.TaskQueue, Input: input,
-		RunID: uuid.NewString(), Duration: o.ExecutionTimeout,
+		RunID: newRunID(), Duration: o.ExecutionTimeout,
 	})
 	f.workflowID, f.runID = d.WorkflowID, d.RunID
 	rs.children++

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/keelhq/keel/durable/store"
 )
 
@@ -319,7 +317,7 @@ func (e *Engine) startWorkflow(ctx context.Context, name string, input json.RawM
 		o = *opts
 	}
 	if o.ID == "" {
-		o.ID = uuid.NewString()
+		o.ID = newRunID()
 	}
 	if o.TaskQueue == "" {
 		o.TaskQueue = "default"
@@ -333,7 +331,7 @@ func (e *Engine) startWorkflow(ctx context.Context, name string, input json.RawM
 		return RunInfo{}, fmt.Errorf("start %s: %w", name, err)
 	}
 	now := e.clock.Now()
-	runID := uuid.NewString()
+	runID := newRunID()
 	// Eager dispatch: lease the first workflow task to a local worker.
 	// A start with inbox items leaves its first task to a claim, which
 	// reads the inbox: it runs it neither here nor from an eager lease,

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/keelhq/keel/durable/store"
 )
 
@@ -74,7 +72,7 @@ func (e *Engine) Reset(ctx context.Context, runID string, opts ResetOptions) (Ru
 	}
 	now := e.clock.Now()
 	res, err := e.store.CreateRun(ctx, store.CreateRunParams{
-		RunID:        uuid.NewString(),
+		RunID:        newRunID(),
 		WorkflowID:   workflowID,
 		WorkflowType: old.WorkflowType,
 		TaskQueue:    old.TaskQueue,

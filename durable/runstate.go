@@ -9,8 +9,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/keelhq/keel/durable/store"
 )
 
@@ -404,7 +402,7 @@ func (rs *runState) closeWith(result []byte, err error) error {
 		typ, d = EventWorkflowCompleted, &eventData{Result: result}
 		cl = &store.CloseRun{Status: store.StatusCompleted, Result: result}
 	case errors.As(err, &can):
-		typ, d = EventWorkflowContinuedAsNew, &eventData{Name: can.WorkflowType, Input: can.Input, RunID: uuid.NewString()}
+		typ, d = EventWorkflowContinuedAsNew, &eventData{Name: can.WorkflowType, Input: can.Input, RunID: newRunID()}
 	case rs.cancelRequested && isCanceled(err):
 		f := toFailure(err)
 		typ, d = EventWorkflowCanceled, &eventData{Failure: f}

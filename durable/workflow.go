@@ -109,7 +109,8 @@ const (
 // StartOptions configure a new run.
 type StartOptions struct {
 	// ID is the workflow ID, unique among running runs. Starting an ID that
-	// is running returns that run. Optional; default a random UUID.
+	// is running returns that run. Optional; default a new UUID
+	// (version 7, time-ordered, like run IDs).
 	ID string
 	// TaskQueue is where the workflow's tasks run. Optional; default
 	// "default".
