@@ -430,9 +430,29 @@ func (e *Engine) runErr(err error, id string) error {
 // Result waits until the run closes and returns its JSON result, or its error:
 // an *ApplicationError for a failed run (errors.Is ErrCanceled or
 // ErrTerminated for those outcomes).
+//
+// A run cached in this process between two of its tasks is not read from
+// the store first: it is running, and its close will most likely be
+// committed here, which hands the closed run to Result without a read (a
+// run just started with Start, whose first task ran here, is such a run).
+// If it closes elsewhere instead (its task taken over by another process,
+// or it was terminated from one), Result reads it after
+// Config.PollInterval, as it reads any run it waits for that long.
 func (e *Engine) Result(ctx context.Context, runID string) (json.RawMessage, error) {
+	tryCache := true
 	for {
 		ch := e.closeWaiter(runID)
+		// The waiter is registered before the look-up, and a run closing
+		// here (or terminated from here) leaves the cache before its
+		// waiters are told: a close cannot slip between the two.
+		if tryCache && e.cache.has(runID) {
+			tryCache = false
+			if r, ok, err := e.awaitClose(ctx, runID, ch); ok || err != nil {
+				return r, err
+			}
+			continue
+		}
+		tryCache = false
 		r, err := e.store.GetRun(ctx, runID)
 		if err != nil {
 			e.dropWaiter(runID, ch)
@@ -445,25 +465,37 @@ func (e *Engine) Result(ctx context.Context, runID string) (json.RawMessage, err
 			if err := json.Unmarshal(r.Result, &next); err != nil || next == "" {
 				return nil, fmt.Errorf("run %s continued as new to an unreadable run ID %q", runID, r.Result)
 			}
-			runID = next
+			runID, tryCache = next, true
 			continue
 		}
 		if r.Status.Closed() {
 			e.dropWaiter(runID, ch)
 			return runOutcome(r)
 		}
-		select {
-		case closed := <-ch:
-			if closed != nil {
-				return runOutcome(*closed)
-			}
-		case <-time.After(e.cfg.PollInterval):
-			e.dropWaiter(runID, ch)
-		case <-ctx.Done():
-			e.dropWaiter(runID, ch)
-			return nil, ctx.Err()
+		if r, ok, err := e.awaitClose(ctx, runID, ch); ok || err != nil {
+			return r, err
 		}
 	}
+}
+
+// awaitClose waits on a close waiter of the run for Config.PollInterval at
+// the most. ok is true when the waiter delivered the closed run, whose
+// outcome is r and err; it is false when the time ran out or the close was
+// seen without the run (the caller then reads it).
+func (e *Engine) awaitClose(ctx context.Context, runID string, ch chan *store.Run) (r json.RawMessage, ok bool, err error) {
+	select {
+	case closed := <-ch:
+		if closed != nil {
+			r, err = runOutcome(*closed)
+			return r, true, err
+		}
+	case <-time.After(e.cfg.PollInterval):
+		e.dropWaiter(runID, ch)
+	case <-ctx.Done():
+		e.dropWaiter(runID, ch)
+		return nil, false, ctx.Err()
+	}
+	return nil, false, nil
 }
 
 func runOutcome(r store.Run) (json.RawMessage, error) {
@@ -611,6 +643,11 @@ func (e *Engine) Terminate(ctx context.Context, workflowID, reason string) error
 	})
 	if err != nil {
 		return fmt.Errorf("terminate: %w", e.runErr(err, workflowID))
+	}
+	// The run's cached state is dead: drop it, so that nothing here (Result
+	// among others) takes the run for running.
+	if rs := e.cache.take(r.RunID); rs != nil {
+		rs.close()
 	}
 	e.notifyClosed(r.RunID, nil)
 	return nil
