@@ -88,14 +88,6 @@ func (c *runCache) queueOf(runID string) (string, bool) {
 	return el.Value.(*runState).info.TaskQueue, true
 }
 
-// has reports whether a run is cached (not taken by a task).
-func (c *runCache) has(runID string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.items[runID]
-	return ok
-}
-
 // len returns the number of cached runs.
 func (c *runCache) len() int {
 	c.mu.Lock()

@@ -445,14 +445,15 @@ func (e *Engine) Result(ctx context.Context, runID string) (json.RawMessage, err
 		// The waiter is registered before the look-up, and a run closing
 		// here (or terminated from here) leaves the cache before its
 		// waiters are told: a close cannot slip between the two.
-		if tryCache && e.cache.has(runID) {
+		if tryCache {
 			tryCache = false
-			if r, ok, err := e.awaitClose(ctx, runID, ch); ok || err != nil {
-				return r, err
+			if _, cached := e.cache.queueOf(runID); cached {
+				if r, ok, err := e.awaitClose(ctx, runID, ch); ok || err != nil {
+					return r, err
+				}
+				continue
 			}
-			continue
 		}
-		tryCache = false
 		r, err := e.store.GetRun(ctx, runID)
 		if err != nil {
 			e.dropWaiter(runID, ch)

@@ -14,11 +14,7 @@ import "github.com/google/uuid"
 // whole index as random IDs would. Nothing relies on the order: an ID is
 // still opaque and unique.
 func newRunID() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		// NewV7 fails only when the system's random source does, when
-		// NewString panics as well.
-		panic(err)
-	}
-	return id.String()
+	// NewV7 fails only when the system's random source does, when
+	// uuid.NewString panics as well.
+	return uuid.Must(uuid.NewV7()).String()
 }

@@ -49,7 +49,8 @@ func TestResultOfARunCachedHereReadsNothing(t *testing.T) {
 	// the signal.
 	h, err := wf.Start(ctx, e, struct{}{}, nil)
 	require.NoError(t, err)
-	require.True(t, e.cache.has(h.RunID()))
+	_, cached := e.cache.queueOf(h.RunID())
+	require.True(t, cached)
 	got := make(chan string, 1)
 	go func() {
 		v, err := h.Result(ctx)
