@@ -430,8 +430,12 @@ func runWorker(ctx context.Context) error {
 	}
 	defer v.e.Stop(context.Background())
 	redeliver, stopRedeliver := context.WithCancel(ctx)
-	defer stopRedeliver()
-	go hs.Run(redeliver) //nolint:errcheck // returns nil when stopped
+	redelivered := make(chan struct{})
+	go func() {
+		defer close(redelivered)
+		hs.Run(redeliver) //nolint:errcheck // returns nil when stopped
+	}()
+	defer func() { stopRedeliver(); <-redelivered }()
 
 	start := func(name string, in any, id string) error {
 		raw, _ := json.Marshal(in)
@@ -495,6 +499,15 @@ func runWorker(ctx context.Context) error {
 			sent[id] = true
 		}
 		if open == 0 {
+			// A reviewer killed between its signal's commit and marking
+			// the vote delivered leaves the vote undelivered, and the
+			// workflow may close before the loop's next pass: one last
+			// pass marks it, as a worker that kept running would.
+			stopRedeliver()
+			<-redelivered
+			if _, err := hs.Redeliver(ctx); err != nil {
+				return fmt.Errorf("final redelivery: %w", err)
+			}
 			return nil
 		}
 		select {
