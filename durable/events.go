@@ -90,6 +90,23 @@ type eventData struct {
 	ResetEventID int64 `json:"reset_event_id,omitempty"`
 }
 
+// canonicalRaw returns raw as an event's data holds it once encoded and
+// decoded again: compacted, with HTML characters escaped (what
+// json.Marshal writes for a RawMessage), and nil when empty (what
+// omitempty leaves out). An event built with it and applied as built gives
+// the workflow the bytes that replaying its history gives. raw must be
+// valid JSON, as every encoded value is.
+func canonicalRaw(raw []byte) json.RawMessage {
+	if len(raw) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(json.RawMessage(raw))
+	if err != nil {
+		panic(fmt.Sprintf("durable: encode value: %v", err))
+	}
+	return b
+}
+
 func mustMarshal(d *eventData) []byte {
 	b, err := json.Marshal(d)
 	if err != nil {

@@ -186,10 +186,7 @@ func (rs *runState) mustCommand(typ string, d *eventData) *eventData {
 // first task commits, that last input is applied live.
 func (rs *runState) replay(events []store.Event) error {
 	if len(events) == 1 && events[0].Type == EventWorkflowStarted {
-		rs.historyLen = events[0].ID
-		rs.historyBytes = int64(len(events[0].Data))
-		rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
-		return rs.applyInput(events[0])
+		return rs.replayStart(events[0], nil)
 	}
 	liveFrom := int64(-1) // the ID from which inputs are applied live
 	if len(events) > 0 && events[0].Type == EventWorkflowStarted {
@@ -246,11 +243,21 @@ func (rs *runState) replay(events []store.Event) error {
 		// An input marked "more" is followed by the rest of its batch; a
 		// history that ends on one is a run that closed mid-batch, whose
 		// task ran the coroutines no further.
-		if err := rs.applyInput(ev); err != nil {
+		if err := rs.applyInput(ev, nil); err != nil {
 			return err
 		}
 	}
 	return checkMatched()
+}
+
+// replayStart applies a history of one event, the start event ev, live.
+// d is ev's data decoded, or nil to decode it here: a caller that has just
+// encoded the event passes what it encoded.
+func (rs *runState) replayStart(ev store.Event, d *eventData) error {
+	rs.historyLen = ev.ID
+	rs.historyBytes = int64(len(ev.Data))
+	rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
+	return rs.applyInput(ev, d)
 }
 
 // applyInbox moves inbox items into history, applying each in turn. It stops
@@ -271,11 +278,24 @@ func (rs *runState) applyInbox(items []store.InboxItem) error {
 		ev := rs.appendEvent(it.Type, data, it.Time)
 		rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
 		rs.lastApplied = it.ID
-		if err := rs.applyInput(ev); err != nil {
+		if err := rs.applyInput(ev, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// applyItem moves one inbox item into history and applies it, as
+// applyInbox does. d is the item's data decoded, as the caller that has
+// just encoded it knows it, so that it is not decoded again.
+func (rs *runState) applyItem(it store.InboxItem, d *eventData) error {
+	if rs.closeRun != nil {
+		return nil
+	}
+	ev := rs.appendEvent(it.Type, it.Data, it.Time)
+	rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
+	rs.lastApplied = it.ID
+	return rs.applyInput(ev, d)
 }
 
 // markMore records in an input event's data that more inputs of the same
@@ -290,9 +310,10 @@ func markMore(data []byte) ([]byte, error) {
 }
 
 // applyInput delivers one input event and, unless more inputs of the same
-// batch follow it, runs the coroutines until all are blocked.
-func (rs *runState) applyInput(ev store.Event) error {
-	more, err := rs.deliver(ev)
+// batch follow it, runs the coroutines until all are blocked. d is ev's
+// data decoded, or nil to decode it here.
+func (rs *runState) applyInput(ev store.Event, d *eventData) error {
+	more, err := rs.deliver(ev, d)
 	if err != nil || more {
 		return err
 	}
@@ -314,10 +335,11 @@ func (rs *runState) runCoroutines() error {
 // of its batch: the inputs a workflow task applies together before its
 // code runs, so that the code sees all of them (a signal that arrived with
 // others is handled before the workflow decides to return).
-func (rs *runState) deliver(ev store.Event) (more bool, err error) {
-	d, err := unmarshalEvent(ev.Data)
-	if err != nil {
-		return false, err
+func (rs *runState) deliver(ev store.Event, d *eventData) (more bool, err error) {
+	if d == nil {
+		if d, err = unmarshalEvent(ev.Data); err != nil {
+			return false, err
+		}
 	}
 	more = d.More
 	rs.now = ev.Time

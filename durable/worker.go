@@ -359,8 +359,9 @@ func (e *Engine) eagerLease() *store.EagerLease {
 // to this process: its code still runs once. done is false when the code
 // failed or the history is too large; nothing was written then, and the
 // caller starts the run the ordinary way, whose task runs the code again
-// and handles the outcome as always.
-func (w *Worker) startWithFirstTask(ctx context.Context, p store.CreateRunParams) (res store.CreateRunResult, done bool, err error) {
+// and handles the outcome as always. start is the start event's data, as
+// encoded in p.StartEvent.
+func (w *Worker) startWithFirstTask(ctx context.Context, p store.CreateRunParams, start *eventData) (res store.CreateRunResult, done bool, err error) {
 	e := w.e
 	if !w.track(&w.wfWG) {
 		return res, false, nil
@@ -372,7 +373,7 @@ func (w *Worker) startWithFirstTask(ctx context.Context, p store.CreateRunParams
 		Status: store.StatusRunning, Input: p.Input, HistoryLen: 1, HistoryBytes: int64(len(p.StartEvent.Data)),
 		SearchAttributes: p.SearchAttributes, Memo: p.Memo, CreatedAt: p.Now, UpdatedAt: p.Now,
 	})
-	if err := rs.replay([]store.Event{p.StartEvent}); err != nil || w.checkLimits(rs) != nil {
+	if err := rs.replayStart(p.StartEvent, start); err != nil || w.checkLimits(rs) != nil {
 		rs.close()
 		return res, false, nil
 	}
@@ -686,13 +687,14 @@ func (e *Engine) afterCommit(rs *runState, eager map[int64]*Worker, res store.Co
 // runOnCompletion is the fast path for an activity whose run is cached here:
 // the workflow task that the activity's outcome wakes is run at once, and
 // the outcome and the task's commands are committed in one transaction. It
-// consumes rs. done is false when the run was not idle (or the task cannot
-// be committed this way); nothing was written then, and the caller records
-// the outcome the ordinary way.
-func (w *Worker) runOnCompletion(ctx context.Context, rs *runState, ap store.CompleteActivityTaskParams) (done bool, err error) {
+// consumes rs; d is the outcome's event data decoded, or nil. done is
+// false when the run was not idle (or the task cannot be committed this
+// way); nothing was written then, and the caller records the outcome the
+// ordinary way.
+func (w *Worker) runOnCompletion(ctx context.Context, rs *runState, ap store.CompleteActivityTaskParams, d *eventData) (done bool, err error) {
 	e := w.e
 	base := rs.historyLen
-	if !w.idleCommittable(rs, rs.applyInbox([]store.InboxItem{{Type: ap.Item.Type, Data: ap.Item.Data, Time: ap.Now}})) {
+	if !w.idleCommittable(rs, rs.applyItem(store.InboxItem{Type: ap.Item.Type, Data: ap.Item.Data, Time: ap.Now}, d)) {
 		return false, nil
 	}
 	p := w.taskParams(rs, "", base)
@@ -889,10 +891,11 @@ func (w *Worker) recordOutcome(t store.ActivityTask, ac *activityCtx, result []b
 	var err error
 	switch {
 	case runErr == nil:
+		d := &eventData{Seq: t.Seq, Result: canonicalRaw(result), Attempt: t.Attempt}
 		err = e.completeActivity(ctx, store.CompleteActivityTaskParams{
 			RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, Now: now,
-			Item: store.NewInboxItem{Type: EventActivityCompleted, Data: mustMarshal(&eventData{Seq: t.Seq, Result: result, Attempt: t.Attempt})},
-		})
+			Item: store.NewInboxItem{Type: EventActivityCompleted, Data: mustMarshal(d)},
+		}, d)
 	case shutdown:
 		// The worker is stopping: give the task back at once.
 		att.Outcome, att.Error = "canceled", "worker shutting down: "+runErr.Error()
@@ -951,18 +954,19 @@ func (e *Engine) failActivity(ctx context.Context, t store.ActivityTask, att sto
 	return e.completeActivity(ctx, store.CompleteActivityTaskParams{
 		RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, Now: now,
 		Item: store.NewInboxItem{Type: EventActivityFailed, Data: mustMarshal(&eventData{Seq: t.Seq, Failure: f, Attempt: t.Attempt})},
-	})
+	}, nil)
 }
 
 // completeActivity records an activity's outcome. When the run is cached in
 // this process and its worker has room, the run's next workflow task is run
 // here at once (committed with the outcome, or leased in the same
 // transaction), with no poll in between; otherwise the local workflow
-// pollers are woken to claim it.
-func (e *Engine) completeActivity(ctx context.Context, p store.CompleteActivityTaskParams) error {
+// pollers are woken to claim it. d is p.Item's data decoded, or nil: the
+// cached run applies it without decoding the item again.
+func (e *Engine) completeActivity(ctx context.Context, p store.CompleteActivityTaskParams, d *eventData) error {
 	if rs := e.cache.take(p.RunID); rs != nil {
 		if ww := e.localWorker(rs.info.TaskQueue); ww != nil && ww.tryAcquire(ww.wfSem) {
-			done, err := ww.runOnCompletion(ctx, rs, p)
+			done, err := ww.runOnCompletion(ctx, rs, p, d)
 			<-ww.wfSem
 			if done {
 				return err

@@ -186,7 +186,7 @@ func OpenPostgres(ctx context.Context, cfg *pgxpool.Config, opts *EnvOptions) (*
 	if cfg.ConnConfig.Tracer == nil {
 		cfg.ConnConfig.Tracer = pgTracer{c}
 	}
-	if cfg.MaxConns < 16 {
+	if cfg.MaxConns < 16 && !strings.Contains(cfg.ConnString(), "pool_max_conns") {
 		cfg.MaxConns = 16
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
