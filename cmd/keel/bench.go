@@ -46,7 +46,8 @@ p50 as a multiple of F's p50 measured in the same run. --db names a SQLite
 file to create (it must not exist; default a temporary file) or a
 postgres:// URL, where the run uses a new schema and drops it at the end.
 Durability is the store's default: SQLite WAL with synchronous=FULL,
-PostgreSQL's own settings.
+PostgreSQL's own settings. The PostgreSQL pool has 16 connections unless
+the URL sets pool_max_conns.
 ` + exitCodesHelp,
 		Example: `  keel bench
   keel bench --db postgres://postgres@127.0.0.1:5432/test --json

@@ -61,10 +61,13 @@ type Report struct {
 	// Durability is what the database says its durability settings are.
 	Durability string `json:"durability"`
 	// Autovacuum is PostgreSQL's autovacuum setting (empty on SQLite).
-	Autovacuum string    `json:"autovacuum,omitempty"`
-	Machine    Machine   `json:"machine"`
-	Started    time.Time `json:"started"`
-	Results    []Result  `json:"results"`
+	Autovacuum string `json:"autovacuum,omitempty"`
+	// PoolSize is the PostgreSQL pool's size: the most transactions the
+	// run has in flight at once (0 on SQLite).
+	PoolSize int       `json:"pool_size,omitempty"`
+	Machine  Machine   `json:"machine"`
+	Started  time.Time `json:"started"`
+	Results  []Result  `json:"results"`
 	// W1OverFloor is W1's p50 divided by F's p50 (0 without W1).
 	W1OverFloor float64 `json:"w1_p50_over_floor,omitempty"`
 }
@@ -130,7 +133,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer env.Close()
-	rep := &Report{Store: env.Kind, Durability: env.Durability, Autovacuum: env.Autovacuum, Machine: machine(), Started: time.Now().UTC()}
+	rep := &Report{Store: env.Kind, Durability: env.Durability, Autovacuum: env.Autovacuum, PoolSize: env.PoolSize, Machine: machine(), Started: time.Now().UTC()}
 	batch := fmt.Sprint(time.Now().UnixNano())
 	done := func(r Result) {
 		rep.Results = append(rep.Results, r)
@@ -267,6 +270,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	settings := r.Durability
 	if r.Autovacuum != "" {
 		settings += " autovacuum=" + r.Autovacuum
+	}
+	if r.PoolSize > 0 {
+		settings += fmt.Sprintf(", pool %d", r.PoolSize)
 	}
 	fmt.Fprintf(w, "keel bench: %s (%s), %d cores, %s, %s\n\n", r.Store, settings, r.Machine.Cores, r.Machine.CPU, r.Machine.GoVersion)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

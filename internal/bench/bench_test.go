@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,6 +175,32 @@ func TestRunPostgres(t *testing.T) {
 	// Another test may be running keel bench on the same server, so only
 	// check that this run left no schema more than it found.
 	require.LessOrEqual(t, count(), before, "the run's schema is dropped")
+	require.Equal(t, 16, rep.PoolSize, "the default pool")
+	require.Contains(t, tableOf(t, rep), ", pool 16)")
+}
+
+// A pool size that the URL sets is the one used, also below the default.
+func TestRunPostgresPoolSize(t *testing.T) {
+	t.Parallel()
+	testdb.Postgres(t) // skips without TEST_DATABASE_URL
+	u, err := url.Parse(os.Getenv(testdb.URLEnv))
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("pool_max_conns", "3")
+	u.RawQuery = q.Encode()
+	o := small(u.String())
+	o.Workloads = []string{"F", "W2"}
+	rep, err := bench.Run(t.Context(), o)
+	require.NoError(t, err)
+	require.Equal(t, 3, rep.PoolSize)
+	require.Contains(t, tableOf(t, rep), ", pool 3)")
+}
+
+func tableOf(t *testing.T, rep *bench.Report) string {
+	t.Helper()
+	var b strings.Builder
+	require.NoError(t, rep.WriteTable(&b))
+	return b.String()
 }
 
 func TestOpenRefusesExistingFile(t *testing.T) {

@@ -55,6 +55,9 @@ type Env struct {
 	// on SQLite). Without it the queue tables keep every dead row until a
 	// VACUUM, and claims and timer scans slow down as they accumulate.
 	Autovacuum string
+	// PoolSize is the PostgreSQL pool's size (0 on SQLite): 16 unless the
+	// URL sets pool_max_conns.
+	PoolSize int
 
 	// observer reads runs without being counted, for workloads that wait
 	// for a run to reach a point before they measure.
@@ -173,6 +176,10 @@ func sqliteSync(n int) string {
 	return fmt.Sprint(n)
 }
 
+// defaultPoolSize is the PostgreSQL pool's size unless the URL sets
+// pool_max_conns.
+const defaultPoolSize = 16
+
 // OpenPostgres starts an Env on the database of cfg: the pool it opens
 // from cfg counts round trips. The store's tables go in cfg's search_path
 // schema (see NewSchema for a throwaway one).
@@ -186,14 +193,16 @@ func OpenPostgres(ctx context.Context, cfg *pgxpool.Config, opts *EnvOptions) (*
 	if cfg.ConnConfig.Tracer == nil {
 		cfg.ConnConfig.Tracer = pgTracer{c}
 	}
-	if cfg.MaxConns < 16 && !strings.Contains(cfg.ConnString(), "pool_max_conns") {
-		cfg.MaxConns = 16
+	// pgxpool's default (four, or one per core) would queue W2's 64
+	// starters behind too few connections; a size the URL sets is kept.
+	if cfg.MaxConns < defaultPoolSize && !strings.Contains(cfg.ConnString(), "pool_max_conns") {
+		cfg.MaxConns = defaultPoolSize
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("bench: connect: %w", err)
 	}
-	env := &Env{Counter: c, Kind: StorePostgres}
+	env := &Env{Counter: c, Kind: StorePostgres, PoolSize: int(cfg.MaxConns)}
 	env.closers = append(env.closers, pool.Close)
 	var fsync, syncCommit string
 	if err := pool.QueryRow(ctx, `SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('autovacuum')`).Scan(&fsync, &syncCommit, &env.Autovacuum); err != nil {

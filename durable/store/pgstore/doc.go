@@ -104,4 +104,17 @@
 // may take a table of 100,000 dead rows for an empty one and scan it:
 // run VACUUM ANALYZE on these tables every minute or so. BENCHMARKS.md
 // measures the difference.
+//
+// # Pool size
+//
+// Each Store method holds one of the pool's connections for its round
+// trip, so the pool bounds how many transactions the server runs at once.
+// A pool much larger than the server's cores costs the server CPU for
+// every transaction (backends queue for the same locks and the same WAL
+// flush): in BENCHMARKS.md's W2 on a 2-core machine that also runs the
+// server, 64 connections used 55 to 75 % more server CPU per workflow than
+// 16 and ran about a quarter fewer workflows per second; 8 used about 8 %
+// less than 16, at a throughput the machine's noise could not tell apart.
+// Size the pool from the server's cores (pool_max_conns in the URL), a few
+// connections per core, not from the number of concurrent workflows.
 package pgstore
