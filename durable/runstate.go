@@ -267,18 +267,13 @@ func (rs *runState) applyInbox(items []store.InboxItem) error {
 		if rs.closeRun != nil {
 			return nil
 		}
-		data := it.Data
-		more := i < len(items)-1
-		if more {
+		if i < len(items)-1 {
 			var err error
-			if data, err = markMore(data); err != nil {
+			if it.Data, err = markMore(it.Data); err != nil {
 				return err
 			}
 		}
-		ev := rs.appendEvent(it.Type, data, it.Time)
-		rs.inputLen, rs.inputBytes = rs.historyLen, rs.historyBytes
-		rs.lastApplied = it.ID
-		if err := rs.applyInput(ev, nil); err != nil {
+		if err := rs.applyItem(it, nil); err != nil {
 			return err
 		}
 	}
