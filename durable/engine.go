@@ -346,7 +346,7 @@ func (e *Engine) startWorkflow(ctx context.Context, name string, input json.RawM
 	// A start with inbox items is the first input of a batch that they
 	// end: the workflow's code first runs once all are applied, in the
 	// first task and in every replay.
-	startData := &eventData{Name: name, WorkflowID: o.ID, TaskQueue: o.TaskQueue, Input: canonicalRaw(input), More: len(inbox) > 0}
+	startData := &eventData{Name: name, WorkflowID: o.ID, TaskQueue: o.TaskQueue, Input: input, More: len(inbox) > 0}
 	start := store.Event{ID: 1, Type: EventWorkflowStarted, Time: now, Data: mustMarshal(startData)}
 	cp := store.CreateRunParams{
 		RunID:            runID,

@@ -90,12 +90,20 @@ type eventData struct {
 	ResetEventID int64 `json:"reset_event_id,omitempty"`
 }
 
+// asDecoded puts the values that deliver hands to workflow code (Input
+// and Result) in the form that decoding d's encoding gives them, so that
+// an event applied as the engine built it gives the code the bytes a
+// replay of its history gives.
+func (d *eventData) asDecoded() {
+	d.Input = canonicalRaw(d.Input)
+	d.Result = canonicalRaw(d.Result)
+}
+
 // canonicalRaw returns raw as an event's data holds it once encoded and
 // decoded again: compacted, with HTML characters escaped (what
 // json.Marshal writes for a RawMessage), and nil when empty (what
-// omitempty leaves out). An event built with it and applied as built gives
-// the workflow the bytes that replaying its history gives. raw must be
-// valid JSON, as every encoded value is.
+// omitempty leaves out). raw must be valid JSON, as every encoded value
+// is.
 func canonicalRaw(raw []byte) json.RawMessage {
 	if len(raw) == 0 {
 		return nil

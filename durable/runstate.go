@@ -251,8 +251,8 @@ func (rs *runState) replay(events []store.Event) error {
 }
 
 // replayStart applies a history of one event, the start event ev, live.
-// d is ev's data decoded, or nil to decode it here: a caller that has just
-// encoded the event passes what it encoded.
+// d is the data ev was encoded from, or nil to decode ev's: a caller that
+// has just encoded the event passes what it encoded.
 func (rs *runState) replayStart(ev store.Event, d *eventData) error {
 	rs.historyLen = ev.ID
 	rs.historyBytes = int64(len(ev.Data))
@@ -281,8 +281,9 @@ func (rs *runState) applyInbox(items []store.InboxItem) error {
 }
 
 // applyItem moves one inbox item into history and applies it, as
-// applyInbox does. d is the item's data decoded, as the caller that has
-// just encoded it knows it, so that it is not decoded again.
+// applyInbox does. d is the data the item was encoded from, which the
+// caller that has just encoded it passes so that it is not decoded again,
+// or nil.
 func (rs *runState) applyItem(it store.InboxItem, d *eventData) error {
 	if rs.closeRun != nil {
 		return nil
@@ -305,8 +306,8 @@ func markMore(data []byte) ([]byte, error) {
 }
 
 // applyInput delivers one input event and, unless more inputs of the same
-// batch follow it, runs the coroutines until all are blocked. d is ev's
-// data decoded, or nil to decode it here.
+// batch follow it, runs the coroutines until all are blocked. d is the
+// data ev was encoded from, or nil to decode ev's.
 func (rs *runState) applyInput(ev store.Event, d *eventData) error {
 	more, err := rs.deliver(ev, d)
 	if err != nil || more {
@@ -329,12 +330,15 @@ func (rs *runState) runCoroutines() error {
 // the coroutines. more reports that the event was recorded as not the last
 // of its batch: the inputs a workflow task applies together before its
 // code runs, so that the code sees all of them (a signal that arrived with
-// others is handled before the workflow decides to return).
+// others is handled before the workflow decides to return). d is the data
+// ev was encoded from, put in its decoded form here, or nil to decode ev's.
 func (rs *runState) deliver(ev store.Event, d *eventData) (more bool, err error) {
 	if d == nil {
 		if d, err = unmarshalEvent(ev.Data); err != nil {
 			return false, err
 		}
+	} else {
+		d.asDecoded()
 	}
 	more = d.More
 	rs.now = ev.Time

@@ -687,10 +687,10 @@ func (e *Engine) afterCommit(rs *runState, eager map[int64]*Worker, res store.Co
 // runOnCompletion is the fast path for an activity whose run is cached here:
 // the workflow task that the activity's outcome wakes is run at once, and
 // the outcome and the task's commands are committed in one transaction. It
-// consumes rs; d is the outcome's event data decoded, or nil. done is
-// false when the run was not idle (or the task cannot be committed this
-// way); nothing was written then, and the caller records the outcome the
-// ordinary way.
+// consumes rs; d is the data the outcome's item was encoded from, or nil.
+// done is false when the run was not idle (or the task cannot be committed
+// this way); nothing was written then, and the caller records the outcome
+// the ordinary way.
 func (w *Worker) runOnCompletion(ctx context.Context, rs *runState, ap store.CompleteActivityTaskParams, d *eventData) (done bool, err error) {
 	e := w.e
 	base := rs.historyLen
@@ -891,7 +891,7 @@ func (w *Worker) recordOutcome(t store.ActivityTask, ac *activityCtx, result []b
 	var err error
 	switch {
 	case runErr == nil:
-		d := &eventData{Seq: t.Seq, Result: canonicalRaw(result), Attempt: t.Attempt}
+		d := &eventData{Seq: t.Seq, Result: result, Attempt: t.Attempt}
 		err = e.completeActivity(ctx, store.CompleteActivityTaskParams{
 			RunID: t.RunID, Seq: t.Seq, Token: t.Token, Attempt: att, Now: now,
 			Item: store.NewInboxItem{Type: EventActivityCompleted, Data: mustMarshal(d)},
@@ -961,8 +961,8 @@ func (e *Engine) failActivity(ctx context.Context, t store.ActivityTask, att sto
 // this process and its worker has room, the run's next workflow task is run
 // here at once (committed with the outcome, or leased in the same
 // transaction), with no poll in between; otherwise the local workflow
-// pollers are woken to claim it. d is p.Item's data decoded, or nil: the
-// cached run applies it without decoding the item again.
+// pollers are woken to claim it. d is the data p.Item was encoded from, or
+// nil: the cached run applies it without decoding the item again.
 func (e *Engine) completeActivity(ctx context.Context, p store.CompleteActivityTaskParams, d *eventData) error {
 	if rs := e.cache.take(p.RunID); rs != nil {
 		if ww := e.localWorker(rs.info.TaskQueue); ww != nil && ww.tryAcquire(ww.wfSem) {
